@@ -1,0 +1,1 @@
+"""Data loading and preprocessing utilities for dualsr."""

@@ -1,0 +1,17 @@
+"""Exceptions with messages meant for users: what went wrong and how to fix it."""
+
+
+class DualSRError(Exception):
+    """Base class of every error dualsr reports to users as one clear line."""
+
+
+class CheckpointError(DualSRError):
+    """A checkpoint is missing, truncated, or not a DRN checkpoint."""
+
+
+class ImageError(DualSRError):
+    """An image cannot be read, decoded or written."""
+
+
+class ConfigError(DualSRError):
+    """A configuration file or value is invalid; the message names the key."""

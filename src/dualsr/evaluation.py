@@ -1,0 +1,121 @@
+"""Benchmark evaluation with the SR papers' protocol.
+
+HR images are cropped (top-left) to a multiple of the scale, the LR input is the MATLAB-style
+bicubic downscale of the crop (uint8), SR outputs are rounded to uint8, and PSNR/SSIM are computed
+on the BT.601 Y channel with a border of ``scale`` pixels shaved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data.image_io import list_images, load_rgb_uint8
+from .data.imresize import imresize
+from .errors import DualSRError
+from .inference import Upscaler
+from .metrics import psnr, ssim
+
+
+@dataclass
+class ImageResult:
+    """Scores of one image."""
+
+    dataset: str
+    image: str
+    psnr: float
+    ssim: float
+    seconds: float
+
+
+@dataclass
+class DatasetResult:
+    """Scores of one benchmark folder; means over its images."""
+
+    dataset: str
+    images: list[ImageResult] = field(default_factory=list)
+
+    @property
+    def psnr(self) -> float:
+        """Mean PSNR (dB) over the images."""
+        return float(np.mean([r.psnr for r in self.images]))
+
+    @property
+    def ssim(self) -> float:
+        """Mean SSIM over the images."""
+        return float(np.mean([r.ssim for r in self.images]))
+
+    @property
+    def seconds(self) -> float:
+        """Total SR time over the images."""
+        return float(sum(r.seconds for r in self.images))
+
+    def summary(self) -> dict:
+        """A JSON-friendly summary row."""
+        return {"dataset": self.dataset, "psnr": self.psnr, "ssim": self.ssim,
+                "images": len(self.images), "seconds": self.seconds}
+
+
+def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
+    """Crop H x W (x C) to multiples of ``scale``, keeping the top-left corner."""
+    h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
+    if h == 0 or w == 0:
+        raise DualSRError(f"image of size {hr.shape[1]}x{hr.shape[0]} is smaller than the "
+                          f"scale {scale}")
+    return hr[:h, :w]
+
+
+def make_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cropped HR, bicubic LR), both uint8, following the standard protocol."""
+    hr = crop_to_scale(hr, scale)
+    return hr, imresize(hr, 1.0 / scale)
+
+
+def score(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[float, float]:
+    """(PSNR, SSIM) on Y with ``scale`` pixels shaved, for uint8 images."""
+    return psnr(sr, hr, crop_border=scale), ssim(sr, hr, crop_border=scale)
+
+
+def evaluate_folder(
+    upscaler: Upscaler,
+    folder: str | Path,
+    name: str | None = None,
+    on_image: Callable[[ImageResult], None] | None = None,
+) -> DatasetResult:
+    """Evaluate ``upscaler`` on every image of ``folder`` (HR ground truth)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DualSRError(f"data folder not found: {folder}")
+    # accept either a folder of images or a benchmark folder with an HR/ subfolder
+    if not list_images(folder) and (folder / "HR").is_dir():
+        name = name or folder.name
+        folder = folder / "HR"
+    files = list_images(folder)
+    if not files:
+        raise DualSRError(f"no images (png, jpg, bmp, webp, tif) in {folder}")
+    result = DatasetResult(name or folder.name)
+    for path in files:
+        hr, lr = make_pair(load_rgb_uint8(path), upscaler.scale)
+        start = time.perf_counter()
+        sr = upscaler(lr)
+        seconds = time.perf_counter() - start
+        p, s = score(sr, hr, upscaler.scale)
+        item = ImageResult(result.dataset, path.name, p, s, seconds)
+        result.images.append(item)
+        if on_image:
+            on_image(item)
+    return result
+
+
+def evaluate(upscaler: Upscaler, folders: Iterable[str | Path]) -> list[DatasetResult]:
+    """Evaluate on several benchmark folders."""
+    return [evaluate_folder(upscaler, f) for f in folders]
+
+
+def results_rows(results: Iterable[DatasetResult]) -> list[dict]:
+    """Per-image rows (for CSV/JSON output)."""
+    return [asdict(r) for res in results for r in res.images]

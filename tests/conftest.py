@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny models and small synthetic images (no ../shared needed)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dualsr
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+
+
+def tiny_model(scale: int = 4, n_feats: int = 4, n_blocks: int = 1, seed: int = 0) -> dualsr.DRN:
+    """A small random DRN (a few thousand parameters)."""
+    torch.manual_seed(seed)
+    return dualsr.DRN(scale, n_feats, n_blocks).eval()
+
+
+def random_image(h: int, w: int, seed: int = 0, channels: int = 3) -> np.ndarray:
+    """A smooth-ish random uint8 image (noise plus gradients)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = 127 + 60 * np.sin(x / 5.0)[..., None] * np.cos(y / 7.0)[..., None]
+    img = base + rng.normal(0, 20, size=(h, w, channels))
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    return img[..., 0] if channels == 1 else img
+
+
+def write_png16(path: Path, arr: np.ndarray) -> None:
+    """Write a 16-bit PNG (grayscale H x W or RGB H x W x 3) without Pillow, which cannot."""
+    h, w = arr.shape[:2]
+    ctype = 0 if arr.ndim == 2 else 2
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + tag + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    """A tiny x4 model saved in dualsr's format."""
+    return dualsr.save_model(
+        tmp_path / "tiny.safetensors", tiny_model(), metadata={"note": "test model"}
+    )

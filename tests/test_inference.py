@@ -1,0 +1,82 @@
+"""Tiling and self-ensemble."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dualsr.inference import BicubicUpscaler, TorchUpscaler, self_ensemble, tile_spans
+
+from .conftest import random_image, tiny_model
+
+
+def test_tile_spans_cover_exactly_once() -> None:
+    spans = list(tile_spans(23, 8, 3))
+    covered = [i for start, end, _, _ in spans for i in range(start, end)]
+    assert covered == list(range(23))
+    for start, end, in_start, in_end in spans:
+        assert in_start == max(0, start - 3) and in_end == min(23, end + 3)
+
+
+def test_whole_image_upscaler_matches_model() -> None:
+    model = tiny_model()
+    img = random_image(10, 12).astype(np.float32)
+    out = TorchUpscaler(model)(img, out_dtype=np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(img).permute(2, 0, 1)[None])[-1][0]
+    ref = ref.clamp(0, 255).permute(1, 2, 0).numpy()
+    assert out.shape == (40, 48, 3)
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+
+
+def test_tiles_match_whole_image_when_context_suffices() -> None:
+    # without RCABs (no global channel attention) the receptive field is finite: with enough
+    # overlap, tiled output equals whole-image output
+    model = tiny_model(n_blocks=0)
+    img = random_image(30, 26)
+    whole = TorchUpscaler(model)(img, out_dtype=np.float32)
+    tiled = TorchUpscaler(model, tile=8, tile_overlap=10)(img, out_dtype=np.float32)
+    assert np.abs(whole - tiled).max() < 1e-2
+    seams = TorchUpscaler(model, tile=8, tile_overlap=0)(img, out_dtype=np.float32)
+    assert np.abs(whole - seams).max() > 0.1  # no context: seams appear, so the test can fail
+
+
+def test_tiling_reports_progress() -> None:
+    calls = []
+    up = TorchUpscaler(tiny_model(), tile=5, tile_overlap=2,
+                       progress=lambda d, t: calls.append((d, t)))
+    up(random_image(10, 12))
+    assert calls[-1] == (6, 6) and len(calls) == 6  # 2 rows x 3 columns of tiles
+
+
+def test_self_ensemble_averages_the_eight_transforms() -> None:
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    ramp = torch.linspace(0, 1, 5)
+
+    def fn(t: torch.Tensor) -> torch.Tensor:  # not flip-equivariant: adds a ramp along width
+        return t * 2 + ramp[: t.shape[-1]] if t.shape[-1] == 5 else t * 2
+
+    out = self_ensemble(fn, x)
+    # by hand: for the 4 non-transposed transforms the ramp is added in the flipped frame
+    flips = [(), (-1,), (-2,), (-2, -1)]
+    manual = sum((fn(x.flip(f) if f else x)).flip(f) if f else fn(x) for f in flips)
+    manual = manual + sum(
+        (fn((x.transpose(-2, -1).flip(f) if f else x.transpose(-2, -1))).flip(f) if f else
+         fn(x.transpose(-2, -1))).transpose(-2, -1) for f in flips)
+    assert torch.allclose(out, manual / 8)
+    assert not torch.allclose(out, fn(x))
+
+
+def test_self_ensemble_of_equivariant_model_changes_little() -> None:
+    model = tiny_model()
+    img = random_image(8, 8)
+    plain = TorchUpscaler(model)(img, out_dtype=np.float32)
+    ens = TorchUpscaler(model, ensemble=True)(img, out_dtype=np.float32)
+    assert ens.shape == plain.shape
+    assert 0 < np.abs(ens - plain).mean() < 30
+
+
+def test_bicubic_upscaler_uint8_path() -> None:
+    img = random_image(6, 7)
+    out = BicubicUpscaler(4)(img)
+    assert out.dtype == np.uint8 and out.shape == (24, 28, 3)
