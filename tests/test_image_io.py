@@ -54,7 +54,7 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
 
 
 def test_sixteen_bit_gray_keeps_precision(tmp_path: Path) -> None:
-    arr = (np.arange(20, dtype=np.uint16).reshape(4, 5) * 3000 + 7)
+    arr = np.arange(20, dtype=np.uint16).reshape(4, 5) * 3000 + 7
     write_png16(tmp_path / "g16.png", arr)
     loaded = read_image(tmp_path / "g16.png")
     assert loaded.bits == 16 and loaded.grayscale

@@ -43,8 +43,9 @@ def test_tiles_match_whole_image_when_context_suffices() -> None:
 
 def test_tiling_reports_progress() -> None:
     calls = []
-    up = TorchUpscaler(tiny_model(), tile=5, tile_overlap=2,
-                       progress=lambda d, t: calls.append((d, t)))
+    up = TorchUpscaler(
+        tiny_model(), tile=5, tile_overlap=2, progress=lambda d, t: calls.append((d, t))
+    )
     up(random_image(10, 12))
     assert calls[-1] == (6, 6) and len(calls) == 6  # 2 rows x 3 columns of tiles
 
@@ -61,8 +62,13 @@ def test_self_ensemble_averages_the_eight_transforms() -> None:
     flips = [(), (-1,), (-2,), (-2, -1)]
     manual = sum((fn(x.flip(f) if f else x)).flip(f) if f else fn(x) for f in flips)
     manual = manual + sum(
-        (fn((x.transpose(-2, -1).flip(f) if f else x.transpose(-2, -1))).flip(f) if f else
-         fn(x.transpose(-2, -1))).transpose(-2, -1) for f in flips)
+        (
+            fn((x.transpose(-2, -1).flip(f) if f else x.transpose(-2, -1))).flip(f)
+            if f
+            else fn(x.transpose(-2, -1))
+        ).transpose(-2, -1)
+        for f in flips
+    )
     assert torch.allclose(out, manual / 8)
     assert not torch.allclose(out, fn(x))
 

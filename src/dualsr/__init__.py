@@ -14,6 +14,7 @@ from .checkpoint import Checkpoint, load_checkpoint, load_model, save_model
 from .data.imresize import imresize, imresize_torch
 from .errors import CheckpointError, ConfigError, DualSRError, ImageError
 from .inference import BicubicUpscaler, TorchUpscaler, self_ensemble
+from .losses import DualRegressionLoss, LossTerms
 from .metrics import psnr, rgb_to_y, ssim
 from .models import (
     DRN,
@@ -35,8 +36,10 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DualModels",
+    "DualRegressionLoss",
     "DualSRError",
     "ImageError",
+    "LossTerms",
     "TorchUpscaler",
     "__version__",
     "count_parameters",

@@ -110,10 +110,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes); expected a DRN checkpoint")
-    if _is_safetensors(path):
-        ckpt = _load_dualsr(path)
-    else:
-        ckpt = _load_official(path)
+    ckpt = _load_dualsr(path) if _is_safetensors(path) else _load_official(path)
     ckpt.model.to(map_location)
     if ckpt.duals is not None:
         ckpt.duals.to(map_location)
@@ -121,7 +118,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DRN:
-    """Load the primal DRN of a checkpoint (dualsr safetensors or official ``.pt``), in eval mode."""
+    """Load the primal DRN of a checkpoint (dualsr or official format), in eval mode."""
     model = load_checkpoint(path, map_location).model
     return model.eval()
 
@@ -161,7 +158,7 @@ def _load_dualsr(path: Path) -> Checkpoint:
 def _split_duals(tensors: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
     groups: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
-        index, _, rest = key[len(DUAL_PREFIX):].partition(".")
+        index, _, rest = key[len(DUAL_PREFIX) :].partition(".")
         groups.setdefault(int(index), {})[rest] = value
     return [groups[i] for i in sorted(groups)]
 
@@ -200,13 +197,16 @@ def _load_official(path: Path) -> Checkpoint:
 
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict:
     """Remove a DataParallel/DDP ``module.`` prefix from every key that has it."""
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
 
 
 def infer_arch(state: Mapping[str, torch.Tensor], source: str = "state_dict") -> DRNArch:
     """Infer scale, n_feats, RCABs per stage and every inner width from a DRN state_dict."""
-    missing = [k for k in ("head.weight", "sub_mean.bias", "down.0.dual_module.0.0.weight")
-               if k not in state]
+    missing = [
+        k
+        for k in ("head.weight", "sub_mean.bias", "down.0.dual_module.0.0.weight")
+        if k not in state
+    ]
     if missing:
         found = ", ".join(list(state)[:4]) or "no keys"
         raise CheckpointError(
@@ -215,14 +215,16 @@ def infer_arch(state: Mapping[str, torch.Tensor], source: str = "state_dict") ->
         )
     n_feats = int(state["head.weight"].shape[0])
     phases = len({m.group(1) for k in state if (m := re.match(r"down\.(\d+)\.", k))})
-    n_blocks = len({m.group(1) for k in state
-                    if (m := re.match(r"up_blocks\.0\.(\d+)\.body\.0\.weight$", k))})
+    n_blocks = len(
+        {m.group(1) for k in state if (m := re.match(r"up_blocks\.0\.(\d+)\.body\.0\.weight$", k))}
+    )
     scale = 2**phases
     try:
         widths = [int(state[f"down.{p}.dual_module.0.0.weight"].shape[0]) for p in range(phases)]
         for stage in range(phases):
-            widths += [int(state[f"up_blocks.{stage}.{b}.body.0.weight"].shape[0])
-                       for b in range(n_blocks)]
+            widths += [
+                int(state[f"up_blocks.{stage}.{b}.body.0.weight"].shape[0]) for b in range(n_blocks)
+            ]
             widths.append(int(state[f"up_blocks.{stage}.{n_blocks}.0.weight"].shape[0]) // 4)
     except KeyError as exc:
         raise CheckpointError(f"{source}: incomplete DRN state_dict, missing {exc}") from None
@@ -236,29 +238,30 @@ def _build_and_load(arch: DRNArch, state: Mapping[str, torch.Tensor], path: Path
         model = DRN(arch.scale, arch.n_feats, arch.n_blocks, arch.channel_config, arch.rgb_range)
         model.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit the DRN architecture {arch}: "
-                              f"{str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(
+            f"{path}: weights do not fit the DRN architecture {arch}: {str(exc).splitlines()[0]}"
+        ) from exc
     return model
 
 
 def _load_duals(arch: DRNArch, dual_sds: list, path: Path) -> DualModels:
     duals = DualModels(arch.scale, arch.n_feats)
     if len(dual_sds) != len(duals):
-        raise CheckpointError(f"{path}: found {len(dual_sds)} dual models, a x{arch.scale} DRN "
-                              f"has {len(duals)}")
+        raise CheckpointError(
+            f"{path}: found {len(dual_sds)} dual models, a x{arch.scale} DRN has {len(duals)}"
+        )
     try:
         for dual, sd in zip(duals, dual_sds, strict=True):
             dual.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: dual weights do not fit: {str(exc).splitlines()[0]}") \
-            from exc
+        raise CheckpointError(
+            f"{path}: dual weights do not fit: {str(exc).splitlines()[0]}"
+        ) from exc
     return duals
 
 
 def load_official_duals(paths: list[str | Path], scale: int, n_feats: int) -> DualModels:
-    """Load released dual checkpoints (one ``.pt`` state_dict per dual, or one file holding a list).
-
-    """
+    """Load released dual checkpoints (a ``.pt`` state_dict per dual, or a file with a list)."""
     sds: list = []
     for p in paths:
         try:

@@ -56,16 +56,22 @@ class DatasetResult:
 
     def summary(self) -> dict:
         """A JSON-friendly summary row."""
-        return {"dataset": self.dataset, "psnr": self.psnr, "ssim": self.ssim,
-                "images": len(self.images), "seconds": self.seconds}
+        return {
+            "dataset": self.dataset,
+            "psnr": self.psnr,
+            "ssim": self.ssim,
+            "images": len(self.images),
+            "seconds": self.seconds,
+        }
 
 
 def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
     """Crop H x W (x C) to multiples of ``scale``, keeping the top-left corner."""
     h, w = hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale
     if h == 0 or w == 0:
-        raise DualSRError(f"image of size {hr.shape[1]}x{hr.shape[0]} is smaller than the "
-                          f"scale {scale}")
+        raise DualSRError(
+            f"image of size {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}"
+        )
     return hr[:h, :w]
 
 

@@ -85,8 +85,9 @@ class TorchUpscaler:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             from .errors import DualSRError
 
-            raise DualSRError("--device cuda was requested but CUDA is not available here; "
-                              "use --device cpu")
+            raise DualSRError(
+                "--device cuda was requested but CUDA is not available here; use --device cpu"
+            )
         self.model = model.eval().to(self.device)
         self.scale = model.scale
         self.tile = tile or 0
@@ -107,7 +108,10 @@ class TorchUpscaler:
         src = src.permute(2, 0, 1).unsqueeze(0)
         out = np.empty((h * s, w * s, 3), dtype=out_dtype)
         tile = self.tile if self.tile and self.tile < max(h, w) else max(h, w)
-        ys, xs = list(tile_spans(h, tile, self.tile_overlap)), list(tile_spans(w, tile, self.tile_overlap))
+        ys, xs = (
+            list(tile_spans(h, tile, self.tile_overlap)),
+            list(tile_spans(w, tile, self.tile_overlap)),
+        )
         total, done = len(ys) * len(xs), 0
         for y0, y1, iy0, iy1 in ys:
             for x0, x1, ix0, ix1 in xs:

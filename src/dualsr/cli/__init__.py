@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dual Regression Networks for super-resolution: train, compress, evaluate, "
         "and run DRN models.",
     )
-    parser.add_argument("--debug", action="store_true",
-                        help="show full tracebacks instead of one-line errors")
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks instead of one-line errors"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         mod = importlib.import_module(f"{__name__}.{module}")
@@ -55,8 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (DualSRError, FileNotFoundError, PermissionError, IsADirectoryError, KeyError,
-            ValueError) as exc:
+    except (
+        DualSRError,
+        FileNotFoundError,
+        PermissionError,
+        IsADirectoryError,
+        KeyError,
+        ValueError,
+    ) as exc:
         if args.debug:
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

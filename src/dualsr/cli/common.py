@@ -11,17 +11,39 @@ from ..pretrained import BICUBIC, resolve_model
 def add_inference_options(parser: argparse.ArgumentParser, default_model: str | None) -> None:
     """--model, --tile, --tile-overlap, --self-ensemble, --device."""
     g = parser.add_argument_group("model and inference")
-    g.add_argument("--model", "-m", default=default_model, required=default_model is None,
-                   help="checkpoint (.safetensors or official .pt), preset name, or 'bicubic'"
-                   + (f" (default: {default_model})" if default_model else ""))
-    g.add_argument("--tile", type=int, default=None, metavar="N",
-                   help="process the LR image in N x N tiles to bound memory (default: whole image)")
-    g.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, metavar="K",
-                   help=f"LR pixels of context around each tile (default: {DEFAULT_TILE_OVERLAP})")
-    g.add_argument("--self-ensemble", action="store_true",
-                   help="average the 8 flips/transposes (x8 slower, usually +0.1 dB)")
-    g.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                   help="where to run the model (default: cpu)")
+    g.add_argument(
+        "--model",
+        "-m",
+        default=default_model,
+        required=default_model is None,
+        help="checkpoint (.safetensors or official .pt), preset name, or 'bicubic'"
+        + (f" (default: {default_model})" if default_model else ""),
+    )
+    g.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="N",
+        help="process the LR image in N x N tiles to bound memory (default: whole image)",
+    )
+    g.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=DEFAULT_TILE_OVERLAP,
+        metavar="K",
+        help=f"LR pixels of context around each tile (default: {DEFAULT_TILE_OVERLAP})",
+    )
+    g.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average the 8 flips/transposes (x8 slower, usually +0.1 dB)",
+    )
+    g.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="where to run the model (default: cpu)",
+    )
 
 
 def build_upscaler(args: argparse.Namespace, scale: int | None = None, progress=None) -> Upscaler:
@@ -37,6 +59,11 @@ def build_upscaler(args: argparse.Namespace, scale: int | None = None, progress=
     model = resolve_model(args.model)
     if scale is not None and model.scale != scale:
         raise ValueError(f"--scale {scale} does not match the model, which upscales x{model.scale}")
-    return TorchUpscaler(model, device=args.device, tile=args.tile,
-                         tile_overlap=args.tile_overlap, ensemble=args.self_ensemble,
-                         progress=progress)
+    return TorchUpscaler(
+        model,
+        device=args.device,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        ensemble=args.self_ensemble,
+        progress=progress,
+    )

@@ -16,17 +16,34 @@ from ..pretrained import DEFAULT_PRESET, default_model_name, resolve_model
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     """Register the subcommand."""
-    p = sub.add_parser(name, help="upscale sample images and compare with bicubic",
-                       description="Downscale sample photographs with MATLAB-style bicubic, "
-                       "super-resolve them, and report PSNR/SSIM of the model and of bicubic "
-                       "against the originals. Writes the images and a side-by-side comparison.")
-    p.add_argument("--model", "-m", default=default_model_name() or DEFAULT_PRESET,
-                   help="checkpoint or preset (default: the shipped lightweight x4 model)")
-    p.add_argument("--out", type=Path, default=Path("demo_output"), metavar="DIR",
-                   help="where to write the images (default: demo_output)")
-    p.add_argument("--max-size", type=int, default=256, metavar="PX",
-                   help="centre-crop samples to at most PX x PX HR pixels to keep the demo quick "
-                   "(default: 256)")
+    p = sub.add_parser(
+        name,
+        help="upscale sample images and compare with bicubic",
+        description="Downscale sample photographs with MATLAB-style bicubic, "
+        "super-resolve them, and report PSNR/SSIM of the model and of bicubic "
+        "against the originals. Writes the images and a side-by-side comparison.",
+    )
+    p.add_argument(
+        "--model",
+        "-m",
+        default=default_model_name() or DEFAULT_PRESET,
+        help="checkpoint or preset (default: the shipped lightweight x4 model)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo_output"),
+        metavar="DIR",
+        help="where to write the images (default: demo_output)",
+    )
+    p.add_argument(
+        "--max-size",
+        type=int,
+        default=256,
+        metavar="PX",
+        help="centre-crop samples to at most PX x PX HR pixels to keep the demo quick "
+        "(default: 256)",
+    )
     return p
 
 
@@ -34,18 +51,23 @@ def comparison(panels: list[np.ndarray], box: tuple[int, int, int], gap: int = 4
     """Side-by-side panels with, under each, a x2 nearest-neighbour zoom of the same crop box."""
     y, x, size = box
     h, w = panels[0].shape[:2]
-    zooms = [np.kron(p[y:y + size, x:x + size], np.ones((2, 2, 1), dtype=np.uint8))
-             for p in panels]
+    zooms = [
+        np.kron(p[y : y + size, x : x + size], np.ones((2, 2, 1), dtype=np.uint8)) for p in panels
+    ]
     zh, zw = zooms[0].shape[:2]
     width = len(panels) * (w + gap) - gap
     canvas = np.full((h + gap + zh, width, 3), 255, dtype=np.uint8)
     for i, (p, z) in enumerate(zip(panels, zooms, strict=True)):
         x0 = i * (w + gap)
-        canvas[:h, x0:x0 + w] = p
-        canvas[h + gap:, x0:x0 + min(zw, w)] = z[:, :min(zw, w)]
+        canvas[:h, x0 : x0 + w] = p
+        canvas[h + gap :, x0 : x0 + min(zw, w)] = z[:, : min(zw, w)]
         # mark the zoomed box in red on the panel
-        canvas[y, x0 + x:x0 + x + size] = canvas[y + size - 1, x0 + x:x0 + x + size] = (255, 0, 0)
-        canvas[y:y + size, x0 + x] = canvas[y:y + size, x0 + x + size - 1] = (255, 0, 0)
+        canvas[y, x0 + x : x0 + x + size] = canvas[y + size - 1, x0 + x : x0 + x + size] = (
+            255,
+            0,
+            0,
+        )
+        canvas[y : y + size, x0 + x] = canvas[y : y + size, x0 + x + size - 1] = (255, 0, 0)
     return canvas
 
 
@@ -61,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         h, w = img.shape[:2]
         m = min(args.max_size, h, w)
         top, left = (h - m) // 2, (w - m) // 2
-        hr, lr = make_pair(img[top:top + m, left:left + m], scale)
+        hr, lr = make_pair(img[top : top + m, left : left + m], scale)
         bic, sr = bic_up(lr), sr_up(lr)
         pb, sb = score(bic, hr, scale)
         ps, ss = score(sr, hr, scale)

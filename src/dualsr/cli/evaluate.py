@@ -16,17 +16,32 @@ from .common import add_inference_options, build_upscaler
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     """Register the subcommand."""
     p = sub.add_parser(
-        name, help="evaluate PSNR/SSIM on benchmark folders",
+        name,
+        help="evaluate PSNR/SSIM on benchmark folders",
         description="Evaluate on folders of HR images: each HR image is cropped to a multiple of "
         "the scale, its LR input made with MATLAB-style bicubic, and PSNR/SSIM computed on the Y "
         "channel with `scale` border pixels shaved.",
     )
-    p.add_argument("--data", nargs="+", required=True, metavar="DIR",
-                   help="folders of HR images (or benchmark folders with an HR/ subfolder)")
-    p.add_argument("--scale", type=int, default=None,
-                   help="upscaling factor (default: the model's; required for bicubic)")
-    p.add_argument("--out", type=Path, default=Path("eval_results"), metavar="DIR",
-                   help="where per-image results.csv and results.json go (default: eval_results)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="folders of HR images (or benchmark folders with an HR/ subfolder)",
+    )
+    p.add_argument(
+        "--scale",
+        type=int,
+        default=None,
+        help="upscaling factor (default: the model's; required for bicubic)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("eval_results"),
+        metavar="DIR",
+        help="where per-image results.csv and results.json go (default: eval_results)",
+    )
     add_inference_options(p, default_model=None)
     return p
 
@@ -35,8 +50,9 @@ def format_table(results: list[DatasetResult], title: str) -> str:
     """A plain-text table: dataset, PSNR, SSIM, images, seconds."""
     lines = [title, f"{'dataset':<12} {'PSNR':>8} {'SSIM':>7} {'images':>7} {'seconds':>8}"]
     for r in results:
-        lines.append(f"{r.dataset:<12} {r.psnr:>8.2f} {r.ssim:>7.4f} {len(r.images):>7d} "
-                     f"{r.seconds:>8.2f}")
+        lines.append(
+            f"{r.dataset:<12} {r.psnr:>8.2f} {r.ssim:>7.4f} {len(r.images):>7d} {r.seconds:>8.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -57,12 +73,18 @@ def run(args: argparse.Namespace) -> int:
     upscaler = build_upscaler(args, scale=args.scale)
     scale = upscaler.scale
     results = [evaluate_folder(upscaler, folder) for folder in args.data]
-    title = f"model: {args.model}  scale: x{scale}" + ("  (self-ensemble)" if args.self_ensemble
-                                                         else "")
+    title = f"model: {args.model}  scale: x{scale}" + (
+        "  (self-ensemble)" if args.self_ensemble else ""
+    )
     print(format_table(results, title))
-    meta = {"model": args.model, "scale": scale, "self_ensemble": args.self_ensemble,
-            "tile": args.tile, "tile_overlap": args.tile_overlap,
-            "protocol": "Y channel (BT.601), border shave = scale, MATLAB bicubic LR, uint8 SR"}
+    meta = {
+        "model": args.model,
+        "scale": scale,
+        "self_ensemble": args.self_ensemble,
+        "tile": args.tile,
+        "tile_overlap": args.tile_overlap,
+        "protocol": "Y channel (BT.601), border shave = scale, MATLAB bicubic LR, uint8 SR",
+    }
     write_results(args.out, results, meta)
     print(f"per-image results: {args.out / 'results.csv'}, {args.out / 'results.json'}")
     return 0

@@ -11,9 +11,12 @@ from ..pretrained import shipped_weights
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     """Register the subcommand."""
-    return sub.add_parser(name, help="list model presets",
-                          description="List the model presets, their parameter counts and "
-                          "whether trained weights ship with this package.")
+    return sub.add_parser(
+        name,
+        help="list model presets",
+        description="List the model presets, their parameter counts and "
+        "whether trained weights ship with this package.",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     for name, p in PRESETS.items():
         params = count_parameters(create_model(name))
         weights = "shipped" if shipped_weights(name) else "-"
-        print(f"{name:<14} {'x' + str(p.scale):>5} {p.n_feats:>7} {p.n_blocks:>5} {params:>11,}"
-              f"  {weights}")
+        print(
+            f"{name:<14} {'x' + str(p.scale):>5} {p.n_feats:>7} {p.n_blocks:>5} {params:>11,}"
+            f"  {weights}"
+        )
     return 0

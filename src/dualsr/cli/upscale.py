@@ -20,18 +20,32 @@ from .common import add_inference_options, build_upscaler
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     """Register the subcommand."""
     p = sub.add_parser(
-        name, help="upscale images with a DRN model",
+        name,
+        help="upscale images with a DRN model",
         description="Super-resolve images. INPUT may be files, folders (their images) or glob "
         "patterns. Grayscale stays grayscale, alpha is upscaled with bicubic, 16-bit grayscale "
         "keeps 16 bits, EXIF orientation is applied. Inputs are never overwritten.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
-                   help="output folder, or an output file when there is a single input")
-    p.add_argument("--suffix", default=None,
-                   help="appended to output file names in a folder (default: _x<scale>)")
-    p.add_argument("--format", default=None, choices=[s.lstrip(".") for s in IMAGE_SUFFIXES],
-                   help="output format (default: same as the input)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="output folder, or an output file when there is a single input",
+    )
+    p.add_argument(
+        "--suffix",
+        default=None,
+        help="appended to output file names in a folder (default: _x<scale>)",
+    )
+    p.add_argument(
+        "--format",
+        default=None,
+        choices=[s.lstrip(".") for s in IMAGE_SUFFIXES],
+        help="output format (default: same as the input)",
+    )
     add_inference_options(p, default_model=default_model_name())
     return p
 
@@ -66,11 +80,13 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
     return unique, problems
 
 
-def plan_outputs(files: list[Path], output: Path, scale: int, suffix: str | None,
-                 fmt: str | None) -> dict[Path, Path]:
+def plan_outputs(
+    files: list[Path], output: Path, scale: int, suffix: str | None, fmt: str | None
+) -> dict[Path, Path]:
     """Map each input to its output path; refuses to overwrite an input."""
-    single_file = len(files) == 1 and output.suffix.lower() in IMAGE_SUFFIXES \
-        and not output.is_dir()
+    single_file = (
+        len(files) == 1 and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir()
+    )
     suffix = f"_x{scale}" if suffix is None else suffix
     plan: dict[Path, Path] = {}
     taken: dict[Path, Path] = {}
@@ -83,11 +99,15 @@ def plan_outputs(files: list[Path], output: Path, scale: int, suffix: str | None
             dst = output / f"{f.stem}{suffix}{ext}"
         key = dst.resolve()
         if key in inputs:
-            raise DualSRError(f"output {dst} would overwrite an input image; choose another "
-                              "output folder or --suffix")
+            raise DualSRError(
+                f"output {dst} would overwrite an input image; choose another "
+                "output folder or --suffix"
+            )
         if key in taken:
-            raise DualSRError(f"inputs {taken[key]} and {f} would both be written to {dst}; "
-                              "upscale them into different folders")
+            raise DualSRError(
+                f"inputs {taken[key]} and {f} would both be written to {dst}; "
+                "upscale them into different folders"
+            )
         taken[key] = f
         plan[f] = dst
     return plan

@@ -18,8 +18,15 @@ from ..errors import ImageError
 from ..fileio import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-_SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP",
-                 ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+_SAVE_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
 
 
 @dataclass
@@ -59,7 +66,9 @@ def read_image(path: str | Path) -> LoadedImage:
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not a readable image (unknown format or corrupt file)") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: cannot decode image ({exc}); the file may be truncated") from None
+        raise ImageError(
+            f"{path}: cannot decode image ({exc}); the file may be truncated"
+        ) from None
     return _from_pil(im, path)
 
 
@@ -69,8 +78,10 @@ def _refuse_16bit_colour(im: Image.Image, path: Path) -> None:
         args = tile[3] if len(tile) > 3 else None
         rawmode = args[0] if isinstance(args, tuple) and args else args
         if im.mode in ("RGB", "RGBA") and isinstance(rawmode, str) and ";16" in rawmode:
-            raise ImageError(f"{path}: 16-bit-per-channel colour images are not supported "
-                             "(Pillow would truncate them to 8 bits); convert to 8-bit RGB first")
+            raise ImageError(
+                f"{path}: 16-bit-per-channel colour images are not supported "
+                "(Pillow would truncate them to 8 bits); convert to 8-bit RGB first"
+            )
 
 
 def _from_pil(im: Image.Image, path: Path) -> LoadedImage:
@@ -78,13 +89,15 @@ def _from_pil(im: Image.Image, path: Path) -> LoadedImage:
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im, dtype=np.float64)
         if mode == "I" and arr.max(initial=0) > 65535:
-            raise ImageError(f"{path}: 32-bit integer images are not supported; convert to 8 or "
-                             "16 bits")
+            raise ImageError(
+                f"{path}: 32-bit integer images are not supported; convert to 8 or 16 bits"
+            )
         gray = (arr * (255.0 / 65535.0)).astype(np.float32)
         return LoadedImage(np.repeat(gray[..., None], 3, axis=2), None, True, 16)
     if mode == "F":
-        raise ImageError(f"{path}: floating-point images are not supported; convert to 8 or 16 "
-                         "bits")
+        raise ImageError(
+            f"{path}: floating-point images are not supported; convert to 8 or 16 bits"
+        )
     alpha = None
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
         rgba = im.convert("LA" if mode == "LA" else "RGBA")
@@ -112,12 +125,11 @@ def write_image(path: str | Path, image: LoadedImage | np.ndarray, quality: int 
     path = Path(path)
     fmt = _SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ImageError(f"{path}: unsupported output format {path.suffix!r}; use one of "
-                         f"{', '.join(IMAGE_SUFFIXES)}")
-    if isinstance(image, np.ndarray):
-        pil = Image.fromarray(image)
-    else:
-        pil = to_pil(image)
+        raise ImageError(
+            f"{path}: unsupported output format {path.suffix!r}; use one of "
+            f"{', '.join(IMAGE_SUFFIXES)}"
+        )
+    pil = Image.fromarray(image) if isinstance(image, np.ndarray) else to_pil(image)
     if fmt in ("JPEG", "BMP") and pil.mode in ("RGBA", "LA"):
         pil = pil.convert("RGB" if pil.mode == "RGBA" else "L")  # these formats drop alpha
     if fmt == "JPEG" and pil.mode == "I;16":

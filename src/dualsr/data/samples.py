@@ -38,6 +38,11 @@ def synthetic_image(height: int = 192, width: int = 256, seed: int = 0) -> np.nd
     stripes = (np.floor(x / 12) + np.floor(y / 12)) % 2
     grad = x / width
     noise = rng.normal(0, 0.03, size=(height, width))
-    img = np.stack([0.6 * rings + 0.4 * grad, 0.5 * stripes + 0.5 * rings, 0.7 * grad + 0.3 * stripes],
-                   axis=-1) + noise[..., None]
+    img = (
+        np.stack(
+            [0.6 * rings + 0.4 * grad, 0.5 * stripes + 0.5 * rings, 0.7 * grad + 0.3 * stripes],
+            axis=-1,
+        )
+        + noise[..., None]
+    )
     return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)

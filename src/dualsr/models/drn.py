@@ -101,7 +101,7 @@ class RCAB(nn.Module):
 
 
 class Upsampler(nn.Sequential):
-    """conv3x3 C -> 4*groups, PixelShuffle(2): doubles the resolution, giving ``groups`` channels."""
+    """conv3x3 C -> 4*groups, PixelShuffle(2): doubles the resolution, ``groups`` channels out."""
 
     def __init__(self, channels: int, groups: int) -> None:
         super().__init__(conv3x3(channels, 4 * groups), nn.PixelShuffle(2))
@@ -196,8 +196,9 @@ def split_channel_config(
         )
     for i, (c, cmax) in enumerate(zip(config, full, strict=True)):
         if not 1 <= c <= cmax:
-            raise ValueError(f"channel configuration entry {i} (line {i + 1}) is {c}; "
-                             f"it must be in [1, {cmax}]")
+            raise ValueError(
+                f"channel configuration entry {i} (line {i + 1}) is {c}; it must be in [1, {cmax}]"
+            )
     spec = ChannelSpec(down=config[:phases])
     pos = phases
     for _ in range(phases):
@@ -275,7 +276,7 @@ class DRN(nn.Module):
         return self.arch.scale
 
     def forward(self, lr: torch.Tensor) -> list[torch.Tensor]:
-        """Return the output pyramid ``[LR size, 2x, ..., scale x]`` for ``lr`` in [0, rgb_range]."""
+        """The output pyramid ``[LR size, 2x, ..., scale x]`` for ``lr`` in [0, rgb_range]."""
         return self.forward_with_features(lr)[0]
 
     def forward_with_features(self, lr: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:

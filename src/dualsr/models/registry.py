@@ -41,8 +41,13 @@ for _scale, _s_feats, _l_feats, _l_blocks in ((4, 16, 20, 40), (8, 8, 10, 36)):
     for _rate in (30, 50, 70):
         register_preset(
             f"drn-s{_rate}-x{_scale}",
-            Preset(_scale, _s_feats, 30, f"drn-s{_rate}-x{_scale}.txt",
-                   description=f"DRN-S with {_rate}% of parameters removed (released DRC search)"),
+            Preset(
+                _scale,
+                _s_feats,
+                30,
+                f"drn-s{_rate}-x{_scale}.txt",
+                description=f"DRN-S with {_rate}% of parameters removed (released DRC search)",
+            ),
         )
 
 
@@ -62,7 +67,9 @@ def parse_channel_config(text: str, source: str = "<text>") -> list[int]:
         try:
             widths.append(int(line))
         except ValueError:
-            raise ValueError(f"{source}, line {lineno}: expected an integer, got {line!r}") from None
+            raise ValueError(
+                f"{source}, line {lineno}: expected an integer, got {line!r}"
+            ) from None
     return widths
 
 
@@ -86,8 +93,13 @@ def get_preset(name: str) -> Preset:
 def create_model(name: str, rgb_range: float = 255.0) -> DRN:
     """Build the preset ``name`` (e.g. ``"drn-s-x4"``, ``"drn-s30-x4"``) with fresh weights."""
     preset = get_preset(name)
-    return DRN(preset.scale, preset.n_feats, preset.n_blocks,
-               channel_config=preset_channel_config(name), rgb_range=rgb_range)
+    return DRN(
+        preset.scale,
+        preset.n_feats,
+        preset.n_blocks,
+        channel_config=preset_channel_config(name),
+        rgb_range=rgb_range,
+    )
 
 
 def create_duals(name: str) -> DualModels:
