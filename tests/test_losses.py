@@ -46,3 +46,20 @@ def test_gradients_reach_primal_and_duals() -> None:
     terms = DualRegressionLoss()(outputs, targets, duals(outputs))
     terms.total.backward()
     assert model.head.weight.grad is not None and duals[0].dual_module[1].weight.grad is not None
+
+
+def test_pyramid_levels_are_direct_bicubic_downscales() -> None:
+    import numpy as np
+
+    import dualsr
+    from dualsr.data.pyramid import make_pyramid
+
+    from .conftest import random_image
+
+    hr = random_image(32, 24)
+    levels = make_pyramid(hr, 8)
+    assert [lv.shape[:2] for lv in levels] == [(4, 3), (8, 6), (16, 12), (32, 24)]
+    assert np.array_equal(levels[0], dualsr.imresize(hr, 1 / 8))
+    assert np.array_equal(levels[2], dualsr.imresize(hr, 1 / 2))
+    with pytest.raises(ValueError, match="multiple of the scale"):
+        make_pyramid(hr[:30], 8)

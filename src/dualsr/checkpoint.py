@@ -28,6 +28,9 @@ from .models.drn import DRN, DRNArch, DualModels, full_widths
 FORMAT_NAME = "dualsr"
 FORMAT_VERSION = 1
 DUAL_PREFIX = "dual."
+# Keys under these prefixes hold training state (EMA weights, optimizer moments, ...), not the
+# model: inference loaders skip them, training resume reads them.
+TRAINING_PREFIXES = ("ema.", "optim.", "train.")
 _EXPECTED = "'head.weight', 'down.0.dual_module.0.0.weight', 'up_blocks.0.0.body.0.weight'"
 
 
@@ -148,6 +151,7 @@ def _load_dualsr(path: Path) -> Checkpoint:
         provenance = json.loads(header.get("provenance", "{}"))
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: invalid architecture metadata ({exc})") from exc
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(TRAINING_PREFIXES)}
     primal = {k: v for k, v in tensors.items() if not k.startswith(DUAL_PREFIX)}
     dual_sds = _split_duals({k: v for k, v in tensors.items() if k.startswith(DUAL_PREFIX)})
     model = _build_and_load(arch, primal, path)
