@@ -1,0 +1,1 @@
+"""Dual regression compression (DRC): channel number search, channel pruning, fine-tuning."""
