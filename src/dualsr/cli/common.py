@@ -8,8 +8,14 @@ from ..inference import DEFAULT_TILE_OVERLAP, BicubicUpscaler, TorchUpscaler, Up
 from ..pretrained import BICUBIC, resolve_model
 
 
-def add_inference_options(parser: argparse.ArgumentParser, default_model: str | None) -> None:
-    """--model, --tile, --tile-overlap, --self-ensemble, --device."""
+def add_inference_options(
+    parser: argparse.ArgumentParser, default_model: str | None, default_tile: int | None = None
+) -> None:
+    """--model, --tile, --tile-overlap, --self-ensemble, --device.
+
+    ``default_tile`` None processes whole images unless --tile is given (evaluation protocol);
+    a number tiles images larger than that many LR pixels (bounded memory for users).
+    """
     g = parser.add_argument_group("model and inference")
     g.add_argument(
         "--model",
@@ -22,9 +28,10 @@ def add_inference_options(parser: argparse.ArgumentParser, default_model: str | 
     g.add_argument(
         "--tile",
         type=int,
-        default=None,
+        default=default_tile,
         metavar="N",
-        help="process the LR image in N x N tiles to bound memory (default: whole image)",
+        help="process the LR image in N x N tiles to bound memory; 0 = whole image "
+        + (f"(default: {default_tile})" if default_tile else "(default: whole image)"),
     )
     g.add_argument(
         "--tile-overlap",
@@ -48,8 +55,8 @@ def add_inference_options(parser: argparse.ArgumentParser, default_model: str | 
 
 def build_upscaler(args: argparse.Namespace, scale: int | None = None, progress=None) -> Upscaler:
     """Make the upscaler that the parsed options describe."""
-    if args.tile is not None and args.tile <= 0:
-        raise ValueError(f"--tile must be a positive number of pixels, got {args.tile}")
+    if args.tile is not None and args.tile < 0:
+        raise ValueError(f"--tile must be a positive number of pixels (or 0), got {args.tile}")
     if args.tile_overlap < 0:
         raise ValueError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
     if args.model.lower() == BICUBIC:

@@ -16,6 +16,9 @@ from ..inference import BicubicUpscaler
 from ..pretrained import default_model_name
 from .common import add_inference_options, build_upscaler
 
+# LR tile size used by default: bounds memory on large photos (see docs/inference.md)
+DEFAULT_TILE = 256
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     """Register the subcommand."""
@@ -46,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         choices=[s.lstrip(".") for s in IMAGE_SUFFIXES],
         help="output format (default: same as the input)",
     )
-    add_inference_options(p, default_model=default_model_name())
+    add_inference_options(p, default_model=default_model_name(), default_tile=DEFAULT_TILE)
     return p
 
 
@@ -134,12 +137,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {msg}", file=sys.stderr)
     if not files:
         raise DualSRError("no input images found")
-    tile_bar = tqdm(total=0, unit="tile", leave=False, disable=args.tile is None)
+    tile_bar: list[tqdm] = []  # created on the first multi-tile image
 
     def on_tile(done: int, total: int) -> None:
-        tile_bar.total = total
-        tile_bar.n = done
-        tile_bar.refresh()
+        if total <= 1:
+            return
+        if not tile_bar:
+            tile_bar.append(tqdm(total=total, unit="tile", leave=False))
+        bar = tile_bar[0]
+        bar.total, bar.n = total, done
+        bar.refresh()
 
     upscaler = build_upscaler(args, progress=on_tile)
     plan = plan_outputs(files, args.output, upscaler.scale, args.suffix, args.format)
@@ -152,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
             except DualSRError as exc:
                 failed += 1
                 tqdm.write(f"error: {exc}", file=sys.stderr)
-    tile_bar.close()
+    for bar in tile_bar:
+        bar.close()
     done = len(plan) - (failed - len(problems))
     print(f"wrote {done} image(s) to {args.output}")
     if failed:
