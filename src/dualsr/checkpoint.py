@@ -67,16 +67,41 @@ def save_model(
 
     ``metadata`` (JSON-serialisable) is stored as provenance: recipe, data, steps, measured PSNR.
     """
+    return atomic_write_bytes(path, serialize_checkpoint(model, duals, metadata))
+
+
+def serialize_checkpoint(
+    model: DRN,
+    duals: DualModels | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    extra_tensors: Mapping[str, torch.Tensor] | None = None,
+    extra_header: Mapping[str, str] | None = None,
+) -> bytes:
+    """The bytes of a dualsr safetensors checkpoint.
+
+    ``extra_tensors`` (keys under :data:`TRAINING_PREFIXES`) and ``extra_header`` (string
+    entries beside "format"/"arch"/"provenance") carry training state; inference loaders skip
+    both.
+    """
     from safetensors.torch import save
 
     model = unwrap_model(model)
+    tensors = model_tensors(model, duals)
+    for key, value in (extra_tensors or {}).items():
+        if not key.startswith(TRAINING_PREFIXES):
+            raise ValueError(f"extra tensor {key!r} must start with one of {TRAINING_PREFIXES}")
+        tensors[key] = value.detach().cpu().contiguous()
     header = {
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
         "arch": json.dumps(model.arch.to_dict()),
         "provenance": json.dumps(dict(metadata or {}), sort_keys=True),
     }
-    return atomic_write_bytes(path, save(model_tensors(model, duals), metadata=header))
+    for key, value in (extra_header or {}).items():
+        if key in header:
+            raise ValueError(f"extra header entry {key!r} would overwrite a reserved entry")
+        header[key] = value
+    return save(tensors, metadata=header)
 
 
 def unwrap_model(model: torch.nn.Module) -> Any:
@@ -127,12 +152,16 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> DR
 
 
 def _load_dualsr(path: Path) -> Checkpoint:
-    from safetensors import SafetensorError
+    header, tensors = read_safetensors(path)
+    return checkpoint_from_tensors(header, tensors, path)
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The header metadata and every tensor of a safetensors file; CheckpointError if unreadable."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}
         tensors = load_file(str(path))
@@ -141,6 +170,14 @@ def _load_dualsr(path: Path) -> Checkpoint:
             f"{path} could not be read as safetensors ({exc}); the file may be truncated or "
             "corrupt: re-download or re-create it"
         ) from exc
+    return header, tensors
+
+
+def checkpoint_from_tensors(
+    header: Mapping[str, str], tensors: Mapping[str, torch.Tensor], path: str | Path
+) -> Checkpoint:
+    """Build the model (and duals) of a dualsr checkpoint; training-state tensors are skipped."""
+    path = Path(path)
     if header.get("format") != FORMAT_NAME or "arch" not in header:
         raise CheckpointError(
             f"{path} is a safetensors file but not a dualsr checkpoint: expected header metadata "

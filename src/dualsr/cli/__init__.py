@@ -17,6 +17,8 @@ COMMANDS = {
     "demo": "demo",
     "models": "models",
     "env": "env",
+    "search": "search",
+    "train": "train",
 }
 
 

@@ -1,0 +1,653 @@
+"""Stage 1 of dual regression compression (DRC): channel number search.
+
+Guo et al., "Towards Lightweight Super-Resolution with Dual Regression Learning", TPAMI 2024.
+
+Every searched layer (:func:`dualsr.compression.layers.searched_layers`, official order) gets a
+small set of candidate widths (:func:`candidate_widths`) and one logit vector ``alpha``. Its units
+are ranked by the L1 norm of the consumer convolution's input slice (the weights that read each
+unit, summed over output channels and kernel taps; for the upsampler the 1x1 conv's input
+channel ``j``, i.e. PixelShuffle group ``j``), and unit ``j`` is multiplied by the soft mask
+
+    m_j = sum_k softmax(alpha)_k * [rank(j) < c_k]
+
+(:func:`soft_width_mask`), applied through :class:`~dualsr.compression.layers.ChannelMasks`.
+The ranking is recomputed from the current weights at the start of every search step and held
+fixed within the step.
+
+The search is bilevel, as in DARTS (Liu et al., ICLR 2019): the network weights (primal and
+duals) minimise the dual regression loss on one half of the training images, the logits the same
+loss on the other half. The logit gradient is either the second-order ("unrolled") one,
+
+    grad_alpha L_val(w', alpha) - xi * (grad_alpha L_train(w+, alpha)
+                                         - grad_alpha L_train(w-, alpha)) / (2 eps)
+    w' = w - xi * grad_w L_train(w, alpha),  w+- = w +- eps * grad_w' L_val(w', alpha),
+    eps = 0.01 / ||grad_w' L_val(w', alpha)||,
+
+or the first-order ``grad_alpha L_val(w, alpha)`` (:func:`alpha_gradients`). The final
+configuration is the argmax candidate per layer (the paper), or, given a :class:`Budget`, the
+expected widths scaled and rounded to meet it (:func:`dualsr.compression.budget.fit_to_budget`).
+
+:func:`search_channels` works on any iterables of pyramid batches; :func:`make_search_data` builds
+them from image folders for ``dualsr search``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from ..errors import ConfigError, DualSRError
+from ..losses import DualRegressionLoss, LossTerms
+from ..models.drn import DRN, DualModels
+from .budget import (
+    DEFAULT_INPUT_HW,
+    Budget,
+    BudgetFit,
+    CostModel,
+    check_budget,
+    config_cost,
+    fit_to_budget,
+)
+from .layers import ChannelMasks, SearchedLayer, searched_layers
+
+PAPER_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+ALPHA_INIT_STD = 1e-3  # logits start near uniform: 1e-3 * N(0, 1), as in the release
+ALPHA_BETAS = (0.5, 0.999)  # the DARTS convention for the architecture Adam
+EPS_SCALE = 0.01  # eps = EPS_SCALE / ||grad_w' L_val||, the DARTS choice
+
+Batch = Sequence[torch.Tensor]  # a pyramid [LR, 2x, ..., HR], each N x 3 x h x w in [0, 255]
+Objective = Callable[[Sequence[torch.Tensor], Sequence[torch.Tensor], Any], torch.Tensor]
+LossFn = Callable[..., "LossTerms | torch.Tensor"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Candidates, ranking and soft masks
+# ----------------------------------------------------------------------------------------------
+def round_to_multiple(value: int, multiple: int) -> int:
+    """The nearest multiple of ``multiple``; an exact tie rounds down (as the released code)."""
+    remainder = value % multiple
+    return value - remainder + multiple if 2 * remainder > multiple else value - remainder
+
+
+def check_rate(rate: float) -> float:
+    """``rate`` as a float in (0, 1); ConfigError otherwise."""
+    try:
+        r = float(rate)
+    except (TypeError, ValueError):
+        raise ConfigError(f"the pruning rate must be a number in (0, 1), got {rate!r}") from None
+    if not 0.0 < r < 1.0:
+        raise ConfigError(
+            f"the pruning rate must be in (0, 1) (the fraction of channels to remove, e.g. 0.3 "
+            f"for DRN-S30), got {rate}"
+        )
+    return r
+
+
+def candidate_widths(
+    width: int, rate: float, ratios: Sequence[float] = PAPER_RATIOS, multiple: int = 4
+) -> list[int]:
+    """The candidate widths of a layer of full width ``width`` at pruning rate ``rate``.
+
+    ``int(width * (1 - rate) * k)`` for each ``k`` in ``ratios``, rounded to the nearest multiple
+    of ``multiple`` (ties down) and clipped to ``[multiple, width]`` (PAPER_FACTS.md). Duplicates
+    are kept, so every layer has ``len(ratios)`` candidates.
+    """
+    rate = check_rate(rate)
+    if multiple < 1:
+        raise ConfigError(f"multiple must be >= 1, got {multiple}")
+    if not ratios or any(not 0 < k <= 1 for k in ratios):
+        raise ConfigError(f"candidate ratios must be in (0, 1], got {list(ratios)}")
+    return [
+        min(max(round_to_multiple(int(width * (1 - rate) * k), multiple), multiple), width)
+        for k in ratios
+    ]
+
+
+def unit_importance(layer: SearchedLayer) -> torch.Tensor:
+    """L1 norm of the consumer weights reading each unit of ``layer`` (length ``layer.width``)."""
+    return layer.consumer.weight.detach().abs().sum(dim=(0, 2, 3))
+
+
+def rank_units(layer: SearchedLayer) -> torch.Tensor:
+    """Unit indices of ``layer`` from the most to the least important (stable on ties)."""
+    return torch.sort(unit_importance(layer), descending=True, stable=True).indices
+
+
+def soft_width_mask(
+    probs: torch.Tensor, candidates: torch.Tensor, order: torch.Tensor
+) -> torch.Tensor:
+    """Mask of every unit: ``m_j = sum_k probs[k] * [rank(j) < candidates[k]]``.
+
+    Args:
+        probs: ``K`` candidate weights (a softmax; differentiable).
+        candidates: ``K`` widths.
+        order: unit indices sorted by importance (``order[0]`` has rank 0).
+    """
+    width = order.numel()
+    ranks = torch.arange(width, device=probs.device)
+    keep = (ranks[None, :] < candidates.to(probs.device)[:, None]).to(probs.dtype)  # K x C
+    by_rank = probs @ keep
+    return by_rank[torch.argsort(order.to(probs.device))]
+
+
+def expected_widths(probs: Sequence[torch.Tensor], candidates: Sequence[Sequence[int]]) -> list:
+    """``sum_k p_k c_k`` per layer (the sum of the layer's soft mask)."""
+    return [
+        float((p.detach().cpu().double() * torch.tensor(c, dtype=torch.float64)).sum())
+        for p, c in zip(probs, candidates, strict=True)
+    ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Bilevel gradients (generic: any objective(weights, alphas, batch) -> scalar)
+# ----------------------------------------------------------------------------------------------
+def _grads(loss: torch.Tensor, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    grads = torch.autograd.grad(loss, list(inputs), allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs, strict=True)]
+
+
+def finite_difference_hvp(
+    objective: Objective,
+    weights: Sequence[torch.Tensor],
+    alphas: Sequence[torch.Tensor],
+    batch: Any,
+    vector: Sequence[torch.Tensor],
+    eps: float,
+) -> list[torch.Tensor]:
+    """Central difference ``(grad_a L(w + eps v) - grad_a L(w - eps v)) / (2 eps)``.
+
+    Approximates the mixed second derivative ``d^2 L / (d alpha d w) . v`` with two gradient
+    evaluations (error O(eps^2) for smooth losses).
+    """
+    with torch.no_grad():
+        w_plus = [w.detach() + eps * v for w, v in zip(weights, vector, strict=True)]
+        w_minus = [w.detach() - eps * v for w, v in zip(weights, vector, strict=True)]
+    g_plus = _grads(objective(w_plus, alphas, batch), alphas)
+    g_minus = _grads(objective(w_minus, alphas, batch), alphas)
+    return [(p - m) / (2 * eps) for p, m in zip(g_plus, g_minus, strict=True)]
+
+
+def alpha_gradients(
+    objective: Objective,
+    weights: Sequence[torch.Tensor],
+    alphas: Sequence[torch.Tensor],
+    train_batch: Any,
+    val_batch: Any,
+    *,
+    order: str = "second",
+    xi: float = 1e-4,
+    eps_scale: float = EPS_SCALE,
+) -> tuple[list[torch.Tensor], float]:
+    """The gradient of the validation loss with respect to the architecture logits.
+
+    Args:
+        objective: ``objective(weights, alphas, batch)`` -> scalar loss.
+        weights: the network weights ``w`` (tensors; not modified).
+        alphas: the logits (tensors with ``requires_grad``).
+        train_batch, val_batch: one batch of each split.
+        order: ``"first"``: ``grad_alpha L_val(w, alpha)``. ``"second"``: the DARTS unrolled
+            gradient ``grad_alpha L_val(w', alpha) - xi * H v`` with ``w' = w - xi grad_w
+            L_train(w, alpha)``, ``v = grad_w' L_val(w', alpha)`` and the mixed Hessian-vector
+            product ``H v`` by :func:`finite_difference_hvp` at ``eps = eps_scale / ||v||``.
+        xi: the virtual step size (DARTS: the weights' learning rate).
+
+    Returns:
+        The gradients (one per alpha) and the validation loss as a float.
+    """
+    if order == "first":
+        loss_val = objective(weights, alphas, val_batch)
+        return _grads(loss_val, alphas), float(loss_val.detach())
+    if order != "second":
+        raise ConfigError(f"order must be 'first' or 'second', got {order!r}")
+    g_train = _grads(objective(weights, alphas, train_batch), weights)
+    w_virtual = [
+        (w.detach() - xi * g).requires_grad_(True) for w, g in zip(weights, g_train, strict=True)
+    ]
+    loss_val = objective(w_virtual, alphas, val_batch)
+    grads = _grads(loss_val, [*alphas, *w_virtual])
+    g_alpha, v = grads[: len(alphas)], grads[len(alphas) :]
+    norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in v)))
+    if xi == 0 or norm == 0 or not math.isfinite(norm):
+        return g_alpha, float(loss_val.detach())
+    hvp = finite_difference_hvp(objective, weights, alphas, train_batch, v, eps_scale / norm)
+    return [ga - xi * h for ga, h in zip(g_alpha, hvp, strict=True)], float(loss_val.detach())
+
+
+# ----------------------------------------------------------------------------------------------
+# The DRN search objective
+# ----------------------------------------------------------------------------------------------
+class _PrimalDual(nn.Module):
+    """Primal and duals in one module, so one functional call evaluates both."""
+
+    def __init__(self, model: DRN, duals: DualModels | None) -> None:
+        super().__init__()
+        self.model = model
+        self.duals = duals
+
+    def forward(self, lr: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        outputs = self.model(lr)
+        return outputs, (self.duals(outputs) if self.duals is not None else None)
+
+
+class SearchObjective:
+    """``L(w, alpha; batch)``: the dual regression loss of the soft-masked DRN.
+
+    ``weights`` are given in the order of :attr:`names` (the trainable parameters of the model
+    and its duals); ``alphas`` one logit vector per searched layer. Call :meth:`rank` to
+    (re)compute the unit ranking from the current module weights. Use :meth:`close` (or a
+    ``with`` block) to remove the mask hooks.
+    """
+
+    def __init__(
+        self,
+        model: DRN,
+        duals: DualModels | None,
+        candidates: Sequence[Sequence[int]],
+        loss: LossFn,
+    ) -> None:
+        self.net = _PrimalDual(model, duals)
+        self.names = [n for n, p in self.net.named_parameters() if p.requires_grad]
+        self.weights = [p for p in self.net.parameters() if p.requires_grad]
+        self.masks = ChannelMasks(model, [None] * len(searched_layers(model)))
+        self.layers = self.masks.layers
+        device = next(model.parameters()).device
+        self.candidates = [torch.tensor(list(c), device=device) for c in candidates]
+        if len(self.candidates) != len(self.layers):
+            raise ValueError(f"{len(candidates)} candidate lists for {len(self.layers)} layers")
+        self.loss = loss
+        self.orders: list[torch.Tensor] = []
+        self.rank()
+
+    def rank(self) -> None:
+        """Rank every layer's units by the current L1 norms."""
+        self.orders = [rank_units(layer) for layer in self.layers]
+
+    def soft_masks(self, alphas: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """The soft mask of every layer for ``alphas``."""
+        return [
+            soft_width_mask(F.softmax(a, dim=-1), c, o)
+            for a, c, o in zip(alphas, self.candidates, self.orders, strict=True)
+        ]
+
+    def __call__(
+        self, weights: Sequence[torch.Tensor], alphas: Sequence[torch.Tensor], batch: Batch
+    ) -> torch.Tensor:
+        """The loss of the network with ``weights`` and the soft masks of ``alphas``."""
+        self.masks.masks = self.soft_masks(alphas)
+        params = dict(zip(self.names, weights, strict=True))
+        outputs, dual_outputs = functional_call(self.net, params, (batch[0],))
+        terms = self.loss(outputs, list(batch), dual_outputs)
+        return terms.total if isinstance(terms, LossTerms) else terms
+
+    def close(self) -> None:
+        """Remove the mask hooks."""
+        self.masks.remove()
+
+    def __enter__(self) -> SearchObjective:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# The search
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class SearchResult:
+    """What :func:`search_channels` found.
+
+    ``channel_config`` is the final configuration (official order): ``argmax_config`` when no
+    budget was given, else the budget fit. ``params``/``macs`` are its exact costs (MACs at LR
+    input ``input_hw``). ``model``/``duals`` hold the weights trained during the search (full
+    width; not serialised by :meth:`to_dict`).
+    """
+
+    channel_config: list[int]
+    argmax_config: list[int]
+    params: int
+    macs: int
+    input_hw: tuple[int, int]
+    full_params: int
+    full_macs: int
+    target_rate: float
+    order: str
+    steps: int
+    layer_names: list[str]
+    candidates: list[list[int]]
+    alphas: list[list[float]]
+    probabilities: list[list[float]]
+    expected_widths: list[float]
+    history: list[dict] = field(default_factory=list)
+    budget: Budget | None = None
+    budget_fit: BudgetFit | None = None
+    seconds: float = 0.0
+    model: DRN | None = field(default=None, repr=False)
+    duals: DualModels | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable summary (everything but the weights)."""
+        return {
+            "channel_config": self.channel_config,
+            "argmax_config": self.argmax_config,
+            "params": self.params,
+            "macs": self.macs,
+            "input_size": list(self.input_hw),
+            "full_params": self.full_params,
+            "full_macs": self.full_macs,
+            "params_removed": 1 - self.params / self.full_params,
+            "macs_removed": 1 - self.macs / self.full_macs,
+            "target_rate": self.target_rate,
+            "order": self.order,
+            "steps": self.steps,
+            "budget": self.budget.to_dict() if self.budget else None,
+            "budget_fit": (
+                {
+                    "cost": self.budget_fit.cost,
+                    "relative_error": self.budget_fit.relative_error,
+                    "scale": self.budget_fit.scale,
+                }
+                if self.budget_fit
+                else None
+            ),
+            "layers": [
+                {
+                    "name": name,
+                    "candidates": cands,
+                    "alpha": alpha,
+                    "softmax": probs,
+                    "expected_width": exp,
+                    "argmax_width": am,
+                    "width": width,
+                }
+                for name, cands, alpha, probs, exp, am, width in zip(
+                    self.layer_names,
+                    self.candidates,
+                    self.alphas,
+                    self.probabilities,
+                    self.expected_widths,
+                    self.argmax_config,
+                    self.channel_config,
+                    strict=True,
+                )
+            ],
+            "history": self.history,
+            "seconds": self.seconds,
+        }
+
+
+def _cycle(batches: Iterable, name: str) -> Iterator:
+    """Iterate ``batches`` forever, restarting it when exhausted."""
+    while True:
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise ConfigError(f"the {name} batches are empty (or a one-shot iterator ran out)")
+
+
+def _to_device(batch: Batch, device: torch.device, dtype: torch.dtype) -> list[torch.Tensor]:
+    return [t.to(device=device, dtype=dtype, non_blocking=True) for t in batch]
+
+
+def search_channels(
+    model: DRN,
+    duals: DualModels | None,
+    train_batches: Iterable[Batch],
+    val_batches: Iterable[Batch],
+    *,
+    target_rate: float,
+    ratios: Sequence[float] = PAPER_RATIOS,
+    multiple: int = 4,
+    order: str = "second",
+    steps: int | None = None,
+    epochs: float | None = None,
+    weight_lr: float = 1e-4,
+    weight_lr_min: float = 1e-7,
+    alpha_lr: float = 3e-4,
+    alpha_weight_decay: float = 1e-3,
+    alpha_betas: tuple[float, float] = ALPHA_BETAS,
+    xi: float | None = None,
+    eps_scale: float = EPS_SCALE,
+    budget: Budget | None = None,
+    input_hw: tuple[int, int] | None = None,
+    loss: LossFn | None = None,
+    seed: int = 0,
+    progress: Callable[[dict], None] | None = None,
+) -> SearchResult:
+    """Search the width of every searched layer of ``model`` (DRC stage 1).
+
+    Args:
+        model: a trained DRN (full width, or width-configured: its widths are the maxima). It is
+            not modified: the search trains a copy, returned as ``result.model``.
+        duals: its dual models (None: a fresh :class:`DualModels`, trained along).
+        train_batches: pyramids for the weight updates (one half of the images); each batch is
+            ``[LR, 2x, ..., HR]``, float ``N x 3 x h x w`` in ``[0, 255]``. Iterated repeatedly.
+        val_batches: pyramids for the logit updates (the other half).
+        target_rate: pruning rate ``r`` in (0, 1) that sets the candidates.
+        ratios, multiple: candidate ratios ``k`` and the width multiple (PAPER_FACTS.md).
+        order: ``"second"`` (DARTS unrolled) or ``"first"``.
+        steps: number of search steps (one logit update and one weight update each).
+        epochs: alternatively, passes over ``train_batches`` (needs ``len(train_batches)``).
+        weight_lr, weight_lr_min: Adam learning rate of the weights, cosine-annealed to the min.
+        alpha_lr, alpha_weight_decay, alpha_betas: Adam settings of the logits.
+        xi: virtual step of the second-order gradient (None: the current weight learning rate).
+        eps_scale: finite-difference step of the second-order gradient, ``eps_scale / ||v||``.
+        budget: a parameter or MAC target the final configuration must meet (None: argmax).
+        input_hw: LR input size for the reported MACs (default: the budget's, else 96 x 96).
+        loss: ``loss(outputs, targets, dual_outputs)`` -> LossTerms or a scalar; default
+            :class:`DualRegressionLoss` (lambda 0.1).
+        seed: seeds the logit initialisation.
+        progress: called after every step with that step's history record.
+    """
+    start = time.perf_counter()
+    rate = check_rate(target_rate)
+    if order not in ("first", "second"):
+        raise ConfigError(f"order must be 'first' or 'second', got {order!r}")
+    if (steps is None) == (epochs is None):
+        raise ConfigError("give exactly one of steps or epochs")
+    if steps is None:
+        try:
+            per_epoch = len(train_batches)  # type: ignore[arg-type]
+        except TypeError:
+            raise ConfigError("epochs needs train_batches with a length; give steps") from None
+        steps = math.ceil(float(epochs) * per_epoch)  # type: ignore[arg-type]
+    if steps < 0:
+        raise ConfigError(f"steps must be >= 0, got {steps}")
+    if budget is not None and budget.kind == "macs":
+        input_hw = budget.input_hw
+    input_hw = tuple(input_hw or DEFAULT_INPUT_HW)  # type: ignore[assignment]
+    # validate the budget against the architecture before spending any time
+    if budget is not None:
+        cost_model = check_budget(model.arch, budget, multiple, input_hw)  # type: ignore[arg-type]
+    else:
+        cost_model = CostModel.from_arch(model.arch, input_hw)  # type: ignore[arg-type]
+
+    model = copy.deepcopy(model).train()
+    duals = (
+        copy.deepcopy(duals) if duals is not None else DualModels(model.scale, model.arch.n_feats)
+    )
+    param = next(model.parameters())
+    device, dtype = param.device, param.dtype
+    duals = duals.to(device=device, dtype=dtype).train()
+    loss_fn = loss if loss is not None else DualRegressionLoss()
+
+    layers = searched_layers(model)
+    candidates = [candidate_widths(layer.width, rate, ratios, multiple) for layer in layers]
+    gen = torch.Generator().manual_seed(seed)
+    alphas = [
+        (ALPHA_INIT_STD * torch.randn(len(ratios), generator=gen, dtype=torch.float64))
+        .to(device=device, dtype=dtype)
+        .requires_grad_(True)
+        for _ in layers
+    ]
+    history: list[dict] = []
+    with SearchObjective(model, duals, candidates, loss_fn) as objective:
+        weights = objective.weights
+        w_opt = torch.optim.Adam(weights, lr=weight_lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            w_opt, T_max=max(steps, 1), eta_min=weight_lr_min
+        )
+        a_opt = torch.optim.Adam(
+            alphas, lr=alpha_lr, betas=alpha_betas, weight_decay=alpha_weight_decay
+        )
+        train_it, val_it = _cycle(train_batches, "train"), _cycle(val_batches, "validation")
+        for step in range(1, steps + 1):
+            tb = _to_device(next(train_it), device, dtype)
+            vb = _to_device(next(val_it), device, dtype)
+            lr_now = w_opt.param_groups[0]["lr"]
+            objective.rank()
+            # architecture step
+            g_alpha, val_loss = alpha_gradients(
+                objective,
+                weights,
+                alphas,
+                tb,
+                vb,
+                order=order,
+                xi=lr_now if xi is None else xi,
+                eps_scale=eps_scale,
+            )
+            a_opt.zero_grad(set_to_none=True)
+            for a, g in zip(alphas, g_alpha, strict=True):
+                a.grad = g.detach()
+            a_opt.step()
+            # weight step
+            w_opt.zero_grad(set_to_none=True)
+            train_loss = objective(weights, [a.detach() for a in alphas], tb)
+            train_loss.backward()
+            w_opt.step()
+            sched.step()
+            record = {
+                "step": step,
+                "steps": steps,
+                "train_loss": float(train_loss.detach()),
+                "val_loss": val_loss,
+                "weight_lr": lr_now,
+            }
+            history.append(record)
+            if progress is not None:
+                progress(record)
+
+    probs = [F.softmax(a.detach().double(), dim=-1).cpu() for a in alphas]
+    argmax = [c[int(p.argmax())] for p, c in zip(probs, candidates, strict=True)]
+    exp_widths = expected_widths(probs, candidates)
+    fit = None
+    final = argmax
+    if budget is not None:
+        fit = fit_to_budget(cost_model, exp_widths, budget, multiple)
+        final = fit.channel_config
+    params, macs = config_cost(model.arch, final, input_hw)  # type: ignore[arg-type]
+    full_params, full_macs = config_cost(model.arch, model.arch.channel_config, input_hw)  # type: ignore[arg-type]
+    return SearchResult(
+        channel_config=list(final),
+        argmax_config=argmax,
+        params=params,
+        macs=int(macs or 0),
+        input_hw=input_hw,  # type: ignore[arg-type]
+        full_params=full_params,
+        full_macs=int(full_macs or 0),
+        target_rate=rate,
+        order=order,
+        steps=steps,
+        layer_names=[layer.name for layer in layers],
+        candidates=candidates,
+        alphas=[a.detach().double().cpu().tolist() for a in alphas],
+        probabilities=[p.tolist() for p in probs],
+        expected_widths=exp_widths,
+        history=history,
+        budget=budget,
+        budget_fit=fit,
+        seconds=time.perf_counter() - start,
+        model=model.eval(),
+        duals=duals.eval(),
+    )
+
+
+def format_channel_config(config: Sequence[int]) -> str:
+    """The official channel-configuration file text: one integer a line."""
+    return "".join(f"{int(c)}\n" for c in config)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data for `dualsr search`
+# ----------------------------------------------------------------------------------------------
+def split_files(files: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """Split deterministically into two halves: even positions train the weights, odd positions
+    the architecture (interleaving keeps both halves mixed across folders)."""
+    if len(files) < 2:
+        raise DualSRError(
+            f"the search needs at least 2 training images (one per half), found {len(files)}"
+        )
+    return list(files[0::2]), list(files[1::2])
+
+
+@dataclass
+class SearchData:
+    """The two halves of the training images as endless iterables of pyramid batches."""
+
+    train: Iterable[Batch]
+    val: Iterable[Batch]
+    train_files: list[Path]
+    val_files: list[Path]
+    steps_per_epoch: int
+
+
+def make_search_data(
+    folders: Sequence[str | Path],
+    scale: int,
+    patch_size: int,
+    batch_size: int,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+) -> SearchData:
+    """Split the images of ``folders`` into weight/architecture halves and batch them.
+
+    Uses the training data pipeline (:mod:`dualsr.data.dataset`): pyramids made once per image
+    (kept in memory, or in ``cache_dir``), aligned random patches with flips and transpose.
+    An epoch is one pass over the weight half.
+    """
+    from ..data.dataset import PatchDataset, StepBatchSampler, build_store, find_images, make_loader
+
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    records = []
+    for folder in folders:
+        path = Path(folder)
+        if not path.is_dir():
+            raise DualSRError(f"--data {path}: no such folder; give folders of HR training images")
+        found = find_images(path, None, scale)
+        if not found:
+            raise DualSRError(
+                f"--data {path}: the folder holds no images (png, jpg, bmp, webp, tif), directly "
+                "or in an HR/ subfolder; give folders of HR training images"
+            )
+        records += found
+    halves = split_files(records)
+    loaders, files, per_epoch = [], [], 0
+    for i, half in enumerate(halves):
+        try:
+            store = build_store(half, scale, patch_size=patch_size, cache_dir=cache_dir)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"--data: none of the {len(half)} images of the {('weight', 'architecture')[i]} "
+                f"half is readable and at least {patch_size}x{patch_size} pixels (see the "
+                "warnings above); use a smaller --patch-size or larger images"
+            ) from exc
+        dataset = PatchDataset(store, scale, patch_size)
+        sampler = StepBatchSampler(len(store), batch_size, seed=seed + i)
+        loaders.append(make_loader(dataset, sampler))
+        files.append([Path(n) for n in store.names])
+        per_epoch = per_epoch or sampler.steps_per_epoch
+    return SearchData(loaders[0], loaders[1], files[0], files[1], per_epoch)

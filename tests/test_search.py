@@ -1,0 +1,415 @@
+"""Channel number search: candidates, soft masks, the DARTS gradients, behaviour, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import dualsr
+from dualsr.cli import main
+from dualsr.compression.budget import Budget
+from dualsr.compression.layers import searched_layers
+from dualsr.compression.search import (
+    SearchObjective,
+    alpha_gradients,
+    candidate_widths,
+    finite_difference_hvp,
+    rank_units,
+    round_to_multiple,
+    search_channels,
+    soft_width_mask,
+    split_files,
+)
+from dualsr.data.image_io import write_image
+from dualsr.data.pyramid import make_pyramid
+from dualsr.errors import ConfigError, DualSRError
+from dualsr.models import preset_channel_config
+
+from .conftest import random_image, tiny_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():  # noqa: ANN202
+    # these tensors are tiny: one thread is faster, and much faster on a shared machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def pyramid_batch(seed: int, n: int = 1, hr: int = 16, dtype=torch.float32) -> list[torch.Tensor]:
+    """A batch ``[LR, 2x, HR]`` of random x4 pyramids in [0, 255]."""
+    levels = [make_pyramid(random_image(hr, hr, seed=seed + i), 4) for i in range(n)]
+    return [
+        torch.from_numpy(np.stack(lv)).permute(0, 3, 1, 2).to(dtype)
+        for lv in zip(*levels, strict=True)
+    ]
+
+
+def objective_and_alphas(rate: float = 0.2, multiple: int = 1):
+    """A float64 tiny DRN objective with candidates that differ, and random logits."""
+    model = tiny_model().double()
+    duals = dualsr.DualModels(4, 4).double()
+    cands = [candidate_widths(lay.width, rate, multiple=multiple) for lay in searched_layers(model)]
+    obj = SearchObjective(model, duals, cands, dualsr.DualRegressionLoss())
+    gen = torch.Generator().manual_seed(1)
+    alphas = [
+        torch.randn(6, generator=gen, dtype=torch.float64).requires_grad_(True) for _ in cands
+    ]
+    return obj, alphas
+
+
+def flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+# ----------------------------------------------------------------------------------------------
+# Candidates, ranking, masks
+# ----------------------------------------------------------------------------------------------
+def test_candidates_by_hand() -> None:
+    # 64 * 0.7 = 44.8; x k = 22.4 26.88 31.36 35.84 40.32 44.8 -> int 22 26 31 35 40 44
+    # -> nearest multiple of 4, ties down: 20 24 32 36 40 44
+    assert candidate_widths(64, 0.3) == [20, 24, 32, 36, 40, 44]
+    assert candidate_widths(16, 0.7) == [4] * 6  # clipped up to the multiple
+    assert candidate_widths(4, 0.1) == [4] * 6  # never above the full width
+    assert candidate_widths(16, 0.2, multiple=1) == [6, 7, 8, 10, 11, 12]
+    assert [round_to_multiple(v, 4) for v in (5, 6, 7, 8)] == [4, 4, 8, 8]
+    for bad in (0, 1, -0.1, 1.5):
+        with pytest.raises(ConfigError, match=r"rate must be in \(0, 1\)"):
+            candidate_widths(64, bad)
+
+
+@pytest.mark.parametrize("scale", [4, 8])
+@pytest.mark.parametrize("rate", [30, 50, 70])
+def test_released_configurations_use_the_candidates(scale: int, rate: int) -> None:
+    full = dualsr.create_model(f"drn-s-x{scale}").channel_widths()
+    released = preset_channel_config(f"drn-s{rate}-x{scale}")
+    # the one exception in the releases: DRN-S70 x8 keeps 8 and 16 channels in down.1 and
+    # down.2, above the r = 0.7 candidates (4 and 8 at most); they are r = 0.5 candidates
+    exceptions = {(8, 70): {1: 0.5, 2: 0.5}}.get((scale, rate), {})
+    for i, (width, chosen) in enumerate(zip(full, released, strict=True)):
+        assert chosen in candidate_widths(width, exceptions.get(i, rate / 100)), i
+
+
+def test_soft_mask_by_hand() -> None:
+    probs = torch.tensor([0.2, 0.3, 0.5])
+    cands = torch.tensor([1, 2, 4])
+    order = torch.tensor([2, 0, 3, 1])  # channel 2 most important, channel 1 least
+    # by rank: r0 in all three (1.0), r1 in the last two (0.8), r2 and r3 in the last (0.5)
+    mask = soft_width_mask(probs, cands, order)
+    assert torch.allclose(mask, torch.tensor([0.8, 0.5, 1.0, 0.5]))
+
+
+def test_units_are_ranked_by_the_l1_norm_of_the_consumer_weights() -> None:
+    model = tiny_model()
+    layer = searched_layers(model)[0]  # down.0: 4 units
+    with torch.no_grad():
+        layer.consumer.weight.zero_()
+        for unit, value in enumerate([0.1, 0.4, -0.3, 0.2]):
+            layer.consumer.weight[:, unit] = value
+    assert rank_units(layer).tolist() == [1, 2, 3, 0]
+
+
+def test_objective_masks_follow_the_logits() -> None:
+    obj, _ = objective_and_alphas()
+    alphas = [torch.tensor([0.0, 0, 0, 0, 0, 50.0], dtype=torch.float64) for _ in obj.layers]
+    masks = obj.soft_masks(alphas)
+    obj.close()
+    for mask, layer, cands in zip(masks, obj.layers, obj.candidates, strict=True):
+        widest = int(cands[-1])
+        assert mask.sum().item() == pytest.approx(widest)
+        kept = mask > 0.5
+        assert set(torch.nonzero(kept).flatten().tolist()) == set(
+            rank_units(layer)[:widest].tolist()
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# The DARTS gradients
+# ----------------------------------------------------------------------------------------------
+def test_finite_difference_hvp_matches_exact_double_backward() -> None:
+    obj, alphas = objective_and_alphas()
+    batch = pyramid_batch(0, dtype=torch.float64)
+    weights = obj.weights
+    gen = torch.Generator().manual_seed(2)
+    v = [torch.randn(w.shape, generator=gen, dtype=torch.float64) for w in weights]
+    g = torch.autograd.grad(obj(weights, alphas, batch), weights, create_graph=True)
+    exact = torch.autograd.grad(sum((gi * vi).sum() for gi, vi in zip(g, v, strict=True)), alphas)
+    exact = flat(list(exact))
+    assert exact.abs().max() > 1e-3  # the mixed second derivative is not trivially zero
+    norm = float(flat(v).norm())
+    for eps_scale, tol in ((1e-5, 1e-6), (0.01, 0.05)):  # tiny eps, and the DARTS eps
+        fd = flat(finite_difference_hvp(obj, weights, alphas, batch, v, eps_scale / norm))
+        rel = float((fd - exact).norm() / exact.norm())
+        assert rel < tol, (eps_scale, rel)
+    obj.close()
+
+
+def test_second_order_gradient_equals_the_exact_unrolled_gradient() -> None:
+    obj, alphas = objective_and_alphas()
+    tb, vb = pyramid_batch(0, dtype=torch.float64), pyramid_batch(5, dtype=torch.float64)
+    weights = obj.weights
+    xi = 1e-3
+    # exact: differentiate L_val(w - xi grad_w L_train(w, a), a) through the virtual step
+    g = torch.autograd.grad(obj(weights, alphas, tb), weights, create_graph=True)
+    w_virtual = [w - xi * gi for w, gi in zip(weights, g, strict=True)]
+    exact = flat(list(torch.autograd.grad(obj(w_virtual, alphas, vb), alphas)))
+    # the first-order part alone (gradient at w' with w' held fixed)
+    w_fixed = [w.detach() for w in w_virtual]
+    direct = flat(list(torch.autograd.grad(obj(w_fixed, alphas, vb), alphas)))
+    assert (exact - direct).norm() > 0.01 * exact.norm()  # the Hessian term matters here
+    for eps_scale, tol in ((1e-5, 1e-6), (0.01, 0.05)):
+        approx, val = alpha_gradients(
+            obj, weights, alphas, tb, vb, order="second", xi=xi, eps_scale=eps_scale
+        )
+        rel = float((flat(approx) - exact).norm() / exact.norm())
+        assert rel < tol, (eps_scale, rel)
+    assert val == pytest.approx(float(obj(w_fixed, alphas, vb).detach()))
+    obj.close()
+
+
+def test_second_order_on_a_quadratic_by_hand() -> None:
+    # L_train = |w - a|^2 / 2, L_val = |w|^2 / 2: w' = w - xi (w - a), the first-order gradient
+    # is 0 and the unrolled gradient is xi * w'.
+    def objective(weights, alphas, batch):  # noqa: ANN001, ANN202
+        (w,), (a,) = weights, alphas
+        return 0.5 * ((w - a) ** 2).sum() if batch == "train" else 0.5 * (w**2).sum() + 0 * a.sum()
+
+    w = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    a = torch.tensor([0.5, 0.5, -1.0], dtype=torch.float64, requires_grad=True)
+    xi = 0.1
+    (grad,), _ = alpha_gradients(objective, [w], [a], "train", "val", order="second", xi=xi)
+    w_virtual = w.detach() - xi * (w.detach() - a.detach())
+    assert torch.allclose(grad, xi * w_virtual)
+    (first,), _ = alpha_gradients(objective, [w], [a], "train", "val", order="first")
+    assert torch.equal(first, torch.zeros(3, dtype=torch.float64))
+
+
+def test_first_order_equals_the_plain_validation_gradient() -> None:
+    obj, alphas = objective_and_alphas()
+    tb, vb = pyramid_batch(0, dtype=torch.float64), pyramid_batch(5, dtype=torch.float64)
+    plain = torch.autograd.grad(obj(obj.weights, alphas, vb), alphas)
+    got, val = alpha_gradients(obj, obj.weights, alphas, tb, vb, order="first")
+    assert all(torch.equal(p, q) for p, q in zip(plain, got, strict=True))
+    assert val == pytest.approx(float(obj(obj.weights, alphas, vb).detach()))
+    obj.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# The search
+# ----------------------------------------------------------------------------------------------
+def teacher_batches(model: dualsr.DRN, seeds: list[int]) -> list[list[torch.Tensor]]:
+    """Pyramids whose upper levels are the full model's own outputs."""
+    batches = []
+    for s in seeds:
+        lr = pyramid_batch(s)[0]
+        with torch.no_grad():
+            outputs = model(lr)
+        batches.append([lr, *outputs[1:]])
+    return batches
+
+
+def upper_levels_l1(outputs, targets, dual_outputs):  # noqa: ANN001, ANN201
+    return sum(F.l1_loss(o, t) for o, t in zip(outputs[1:], targets[1:], strict=True))
+
+
+@pytest.mark.parametrize("order", ["first", "second"])
+def test_logits_move_to_wider_candidates_when_the_loss_needs_channels(order: str) -> None:
+    # The target is the unmasked model itself and the widest candidates are the full widths
+    # (r = 0.05 rounds 15.2 up to 16), so the loss is zero only at full width: the search must
+    # move probability from narrow to wide candidates (a sign error would narrow the layers).
+    # The consumer weights are scaled up so that every searched layer clearly matters.
+    model = tiny_model()
+    with torch.no_grad():
+        for layer in searched_layers(model):
+            layer.consumer.weight.mul_(5)
+    result = search_channels(
+        model,
+        None,
+        teacher_batches(model, [0, 1]),
+        teacher_batches(model, [2, 3]),
+        target_rate=0.05,
+        order=order,
+        steps=4,
+        weight_lr=0.0,  # weights frozen: only the logits move
+        weight_lr_min=0.0,
+        xi=1e-4,  # the paper's weight learning rate, as the virtual step
+        alpha_lr=0.05,
+        loss=upper_levels_l1,
+    )
+    searched = [i for i, c in enumerate(result.candidates) if len(set(c)) > 1]
+    assert result.candidates[2] == [8, 8, 8, 12, 12, 16] and len(searched) == 5
+    for i in searched:
+        uniform = sum(result.candidates[i]) / 6
+        assert result.expected_widths[i] > uniform + 0.2, i
+        assert result.probabilities[i][-1] > 1 / 6, i
+    val = [h["val_loss"] for h in result.history]  # two validation batches, alternating
+    assert val[2] < val[0] and val[3] < val[1]
+
+
+def test_search_result_is_consistent_and_leaves_the_model_alone() -> None:
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    calls = []
+    result = search_channels(
+        model,
+        dualsr.DualModels(4, 4),
+        [pyramid_batch(0, n=2)],
+        [pyramid_batch(1, n=2)],
+        target_rate=0.3,
+        steps=2,
+        progress=calls.append,
+    )
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert [c["step"] for c in calls] == [1, 2] and result.history == calls
+    assert result.channel_config == result.argmax_config
+    for width, cands in zip(result.channel_config, result.candidates, strict=True):
+        assert width in cands
+    built = dualsr.DRN(4, 4, 1, channel_config=result.channel_config)
+    assert result.params == dualsr.count_parameters(built)
+    assert result.full_params == dualsr.count_parameters(model)
+    assert result.input_hw == (96, 96)
+    doc = json.loads(json.dumps(result.to_dict()))
+    assert len(doc["layers"]) == 6 and doc["layers"][0]["name"] == "down.0"
+    # the searched weights changed (they are trained with the logits)
+    assert any(not torch.equal(before[k], v) for k, v in result.model.state_dict().items())
+
+
+def test_search_meets_a_budget() -> None:
+    model = tiny_model()
+    budget = Budget(params=20_000)
+    result = search_channels(
+        model,
+        None,
+        [pyramid_batch(0)],
+        [pyramid_batch(1)],
+        target_rate=0.5,
+        multiple=1,
+        steps=1,
+        order="first",
+        budget=budget,
+    )
+    assert abs(result.params - 20_000) <= 0.02 * 20_000
+    assert result.budget_fit is not None and result.budget_fit.cost == result.params
+    with pytest.raises(ConfigError, match="cannot be met"):
+        search_channels(
+            model, None, [pyramid_batch(0)], [pyramid_batch(1)], target_rate=0.5, steps=1,
+            budget=Budget(params=10**8),
+        )  # fmt: skip
+
+
+def test_search_argument_errors() -> None:
+    model, batches = tiny_model(), [pyramid_batch(0)]
+    with pytest.raises(ConfigError, match="rate"):
+        search_channels(model, None, batches, batches, target_rate=1.0, steps=1)
+    with pytest.raises(ConfigError, match="exactly one of steps or epochs"):
+        search_channels(model, None, batches, batches, target_rate=0.3)
+    with pytest.raises(ConfigError, match="order"):
+        search_channels(model, None, batches, batches, target_rate=0.3, steps=1, order="third")
+    with pytest.raises(ConfigError, match="empty"):
+        search_channels(model, None, [], batches, target_rate=0.3, steps=1)
+    with pytest.raises(DualSRError, match="at least 2"):
+        split_files([Path("a.png")])
+    assert split_files([1, 2, 3, 4, 5]) == ([1, 3, 5], [2, 4])
+
+
+# ----------------------------------------------------------------------------------------------
+# The command line
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def train_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i in range(4):
+        write_image(folder / f"img{i}.png", random_image(32, 32, seed=10 + i))
+    return folder
+
+
+def test_cli_search_writes_a_loadable_configuration(
+    tmp_path: Path, train_folder: Path, capsys: pytest.CaptureFixture
+) -> None:
+    ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model(), dualsr.DualModels(4, 4))
+    yaml_file = tmp_path / "search.yaml"
+    yaml_file.write_text("rate: 0.3\npatch-size: 16\nbatch_size: 2\norder: first\n")
+    out = tmp_path / "out"
+    args = ["search", "--model", str(ckpt), "--data", str(train_folder), "--config", str(yaml_file)]
+    args += ["--steps", "2", "--order", "second", "--cache", "memory", "--save-weights"]
+    assert main([*args, "-o", str(out)]) == 0
+    config = dualsr.read_channel_config(out / "channel_config.txt")
+    model = dualsr.DRN(4, 4, 1, channel_config=config)
+    report = json.loads((out / "search.json").read_text())
+    assert report["channel_config"] == config
+    assert report["params"] == dualsr.count_parameters(model)
+    assert report["input_size"] == [96, 96] and report["macs"] > 0
+    assert report["order"] == "second"  # the command line beats the file
+    assert report["options"]["patch_size"] == 16 and report["target_rate"] == 0.3
+    assert report["data"] == {
+        "folders": [str(train_folder)],
+        "weight_images": 2,
+        "architecture_images": 2,
+        "steps_per_epoch": 1,
+    }
+    assert [h["step"] for h in report["history"]] == [1, 2]
+    assert report["command"].startswith("dualsr search --model ")
+    searched = dualsr.load_checkpoint(out / "searched.safetensors")
+    assert searched.duals is not None and searched.metadata["stage"] == "search"
+    assert "channel configuration (6 layers)" in capsys.readouterr().out
+
+
+def test_cli_search_budget(tmp_path: Path, train_folder: Path) -> None:
+    ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model())
+    out = tmp_path / "out"
+    args = ["search", "-m", str(ckpt), "--data", str(train_folder), "--rate", "0.5", "-o", str(out)]
+    args += ["--steps", "1", "--order", "first", "--patch-size", "16", "--cache", "memory"]
+    assert main([*args, "--budget-params", "20K", "--multiple", "1"]) == 0
+    report = json.loads((out / "search.json").read_text())
+    assert abs(report["params"] - 20_000) <= 400
+    assert report["budget"] == {
+        "kind": "params",
+        "target": 20_000,
+        "input_hw": [96, 96],
+        "tolerance": 0.02,
+    }
+
+
+@pytest.mark.filterwarnings("ignore:.*smaller than the")
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--rate", "1.5"], "rate must be in (0, 1)"),
+        (["--rate", "0.3", "--model", "missing.safetensors"], "checkpoint not found"),
+        (["--rate", "0.3", "--data", "EMPTY"], "holds no images"),
+        (["--rate", "0.3", "--budget-params", "10"], "cannot be met"),
+        (["--rate", "0.3", "--budget-params", "lots"], "expected a count"),
+        (["--rate", "0.3", "--patch-size", "64"], "use a smaller --patch-size"),
+        ([], "missing --rate"),
+    ],
+)
+def test_cli_search_errors(
+    tmp_path: Path,
+    train_folder: Path,
+    tiny_checkpoint: Path,
+    capsys: pytest.CaptureFixture,
+    extra: list[str],
+    message: str,
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    extra = [str(empty) if e == "EMPTY" else e for e in extra]
+    args = ["search", "--model", str(tiny_checkpoint), "--data", str(train_folder)]
+    args += ["--steps", "1", "--patch-size", "16", "--cache", "memory", "-o", str(tmp_path / "o")]
+    assert main(args + extra) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_shipped_search_config_is_valid() -> None:
+    from dualsr.cli.search import load_yaml_options
+
+    path = Path(__file__).parents[1] / "configs" / "search-drn-s30-x4.yaml"
+    opts = load_yaml_options(path)
+    assert opts["rate"] == 0.3 and opts["budget_params"] == 3_116_637
