@@ -17,6 +17,8 @@ COMMANDS = {
     "demo": "demo",
     "models": "models",
     "env": "env",
+    "prune": "prune",
+    "finetune": "finetune",
     "search": "search",
     "train": "train",
 }

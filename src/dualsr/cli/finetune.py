@@ -1,0 +1,67 @@
+"""``dualsr finetune``: fine-tune a pruned model (DRC stage 3), a thin layer over training."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    """Register the subcommand."""
+    p = sub.add_parser(
+        name,
+        help="fine-tune a pruned model with the dual regression loss (+ distillation)",
+        description="Fine-tune a pruned checkpoint (from `dualsr prune`) with the dual regression "
+        "loss and, with --teacher, distillation (MSE of the channel-averaged features entering "
+        "the last tail conv). This is `dualsr train` with model.init = the pruned checkpoint: "
+        "--config takes a training recipe for everything else, --set overrides any key, and an "
+        "interrupted run continues with `dualsr train --resume RUN_DIR`.",
+    )
+    p.add_argument("--model", "-m", required=True, type=Path, help="the pruned checkpoint")
+    p.add_argument(
+        "--output", "-o", required=True, type=Path, metavar="RUN_DIR", help="the run directory"
+    )
+    p.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR training images")
+    p.add_argument("--teacher", type=Path, help="checkpoint to distil from (e.g. DRN-L)")
+    p.add_argument(
+        "--distill-weight", type=float, default=1.0, help="distillation weight (default 1)"
+    )
+    p.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
+    p.add_argument("--config", "-c", type=Path, metavar="YAML", help="a training recipe")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a training config value, e.g. --set optim.lr=5e-5 (repeatable)",
+    )
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the training config from the options and train."""
+    from ..compression.finetune import finetune, finetune_config
+
+    cfg = finetune_config(
+        args.model,
+        args.output,
+        args.data or (),
+        teacher=args.teacher,
+        distill_weight=args.distill_weight,
+        steps=args.steps,
+        recipe=args.config,
+        overrides=args.overrides,
+    )
+    distill = f", distilling from {args.teacher}" if args.teacher else ""
+    print(f"fine-tuning {args.model} for {cfg.train.steps} steps{distill} -> {cfg.run.dir}")
+    result = finetune(cfg)
+    if result.stop_reason in ("SIGINT", "SIGTERM"):
+        return 128 + signal.Signals[result.stop_reason].value
+    if result.finished:
+        best = f", best {result.best_psnr:.2f} dB: {result.best}" if result.best else ""
+        print(f"done: {result.step} steps in {result.run_dir} (latest: {result.latest}{best})")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,263 @@
+"""``dualsr prune``: prune a trained DRN to a channel configuration (DRC stage 2) or a baseline."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_checkpoint, load_official_duals, save_model
+from ..compression.criteria import CRITERIA, get_criterion, uniform_config
+from ..compression.prune import (
+    DEFAULT_CHANNELS_PER_PASS,
+    DEFAULT_FEATURE_SAMPLES,
+    DEFAULT_GREEDY,
+    LOCAL_LR,
+    LayerReport,
+    prune_model,
+)
+from ..errors import ConfigError
+from ..models.drn import count_parameters
+from ..models.registry import read_channel_config
+from ..profiling import count_macs
+
+MAC_INPUT = (96, 96)  # the LR input size of the papers' FLOP figures
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    """Register the subcommand."""
+    methods = "\n".join(f"  {c.name:<8} {c.description}" for c in CRITERIA.values())
+    p = sub.add_parser(
+        name,
+        help="prune a trained model to a channel configuration (DRC stage 2, or a baseline)",
+        description="Prune a trained DRN layer by layer to a channel configuration (one width "
+        "per searched layer, e.g. from `dualsr search`) and save the physically smaller model. "
+        f"Methods:\n{methods}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", "-m", required=True, help="trained checkpoint (.safetensors / .pt)")
+    p.add_argument(
+        "--duals",
+        nargs="+",
+        metavar="PT",
+        help="official dual-model checkpoints, when --model is an official .pt without them",
+    )
+    p.add_argument("--output", "-o", required=True, type=Path, help="pruned .safetensors to write")
+    g = p.add_argument_group("configuration (one of)")
+    which = g.add_mutually_exclusive_group(required=True)
+    which.add_argument("--config", type=Path, help="channel configuration file (one width a line)")
+    which.add_argument(
+        "--rate",
+        type=float,
+        help="fraction of channels removed in every searched layer (the uniform configuration, "
+        "widths rounded to multiples of 4)",
+    )
+    g = p.add_argument_group("method")
+    g.add_argument(
+        "--method", default="drc", metavar="NAME", help=f"{', '.join(CRITERIA)} (default: drc)"
+    )
+    g.add_argument(
+        "--gamma", type=float, default=1.0, help="weight of the SR loss vs the MSE (default 1)"
+    )
+    g.add_argument(
+        "--dual-weight", type=float, default=0.1, help="lambda of the dual term (default 0.1)"
+    )
+    g.add_argument(
+        "--greedy",
+        default=DEFAULT_GREEDY,
+        choices=["moments", "passes"],
+        help="drc/dcp: 'moments' computes the reconstruction gradient exactly from per-layer "
+        "statistics (about 2 full passes per layer); 'passes' is the paper's loop, two full "
+        f"passes per selection step (default: {DEFAULT_GREEDY})",
+    )
+    g.add_argument(
+        "--channels-per-pass",
+        type=int,
+        default=DEFAULT_CHANNELS_PER_PASS,
+        metavar="K",
+        help="channels selected per step; --greedy passes --channels-per-pass 1 is the paper's "
+        f"loop (default {DEFAULT_CHANNELS_PER_PASS})",
+    )
+    g.add_argument(
+        "--local-epochs", type=int, default=1, help="local SGD epochs per step (default 1)"
+    )
+    g.add_argument(
+        "--refresh",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--greedy moments: steps between real SR-gradient passes (default: once per layer)",
+    )
+    g.add_argument(
+        "--final-epochs",
+        type=int,
+        default=1,
+        help="--greedy moments: real local SGD epochs at the end of each layer (default 1)",
+    )
+    g.add_argument("--local-lr", type=float, default=LOCAL_LR, help=f"(default {LOCAL_LR:g})")
+    g.add_argument(
+        "--samples",
+        type=int,
+        default=DEFAULT_FEATURE_SAMPLES,
+        help=f"positions sampled per layer by thinet and cp (default {DEFAULT_FEATURE_SAMPLES})",
+    )
+    g = p.add_argument_group("pruning data (not needed by l1 and uniform)")
+    g.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR training images")
+    g.add_argument(
+        "--images",
+        type=int,
+        default=160,
+        help="HR patches, one random crop per image (images reused when there are fewer) "
+        "(default 160)",
+    )
+    g.add_argument("--patch-size", type=int, default=192, help="HR patch side (default 192)")
+    g.add_argument("--batch-size", type=int, default=16, help="(default 16)")
+    g.add_argument("--seed", type=int, default=0, help="crops and sampling (default 0)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="(default: cpu)")
+    return p
+
+
+def pruning_batches(
+    folders: list[str], scale: int, images: int, patch_size: int, batch_size: int, seed: int
+) -> list[list[torch.Tensor]]:
+    """``images`` aligned random HR patches (and their pyramids) in batches of ``batch_size``.
+
+    Up to ``images`` images are drawn from the folders (seeded); each contributes one crop per
+    round, rounds repeating until there are ``images`` patches. Float32 in [0, 255].
+    """
+    from ..data.dataset import PatchDataset, build_store, collate_pyramid, find_images
+
+    if images < 1 or batch_size < 1:
+        raise ConfigError("--images and --batch-size must be >= 1")
+    if patch_size % scale or patch_size < scale:
+        raise ConfigError(f"--patch-size {patch_size} must be a multiple of the scale ({scale})")
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise ConfigError(f"--data: folder not found: {folder}")
+    records = [r for folder in folders for r in find_images(folder, None, scale)]
+    if not records:
+        raise ConfigError(f"no images (png, jpg, bmp, webp, tif) in {', '.join(folders)}")
+    rng = np.random.default_rng(seed)
+    chosen = [records[i] for i in sorted(rng.permutation(len(records))[:images])]
+    try:
+        store = build_store(chosen, scale, patch_size=patch_size, cache_dir=None)
+    except ConfigError:
+        raise ConfigError(
+            f"no usable pruning images in {', '.join(folders)}: every image is unreadable or "
+            f"smaller than --patch-size {patch_size}"
+        ) from None
+    dataset = PatchDataset(store, scale, patch_size, augment=False)
+    keys = [(i % len(store), seed, i // len(store), i) for i in range(images)]
+    batches = []
+    for start in range(0, images, batch_size):
+        batch = collate_pyramid([dataset[k] for k in keys[start : start + batch_size]])
+        batches.append([t.float() for t in batch])
+    return batches
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prune and save."""
+    criterion = get_criterion(args.method)
+    ckpt = load_checkpoint(args.model, map_location=args.device)
+    model, duals = ckpt.model.eval(), ckpt.duals
+    if args.duals:
+        duals = load_official_duals(args.duals, model.scale, model.arch.n_feats).to(args.device)
+    widths = model.channel_widths()
+    if criterion.configure is not None and args.rate is None:
+        raise ConfigError(
+            f"--method {criterion.name} makes its own configuration: give --rate instead of "
+            "--config (or use --method l1 with --config)"
+        )
+    if args.rate is not None:
+        config = uniform_config(widths, args.rate)
+        source = f"uniform, rate {args.rate:g}"
+    else:
+        if not args.config.is_file():
+            raise ConfigError(f"channel configuration not found: {args.config}")
+        try:
+            config = read_channel_config(args.config)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        source = str(args.config)
+    if criterion.dual and duals is None and args.gamma > 0:
+        raise ConfigError(
+            f"--method {criterion.name} needs the dual models and {args.model} has none: pass "
+            "--duals (the official dual checkpoints), or use --method dcp"
+        )
+    batches = None
+    if criterion.needs != "weights":
+        if not args.data:
+            raise ConfigError(f"--method {criterion.name} needs pruning images: give --data DIR")
+        batches = pruning_batches(
+            args.data, model.scale, args.images, args.patch_size, args.batch_size, args.seed
+        )
+        print(
+            f"pruning data: {args.images} patches of {args.patch_size}px in {len(batches)} "
+            f"batches from {', '.join(args.data)}"
+        )
+
+    def progress(report: LayerReport) -> None:
+        print(report.line(), flush=True)
+
+    print(f"pruning {args.model} with {criterion.name} to {source} ({len(config)} layers)")
+    result = prune_model(
+        model,
+        duals,
+        config,
+        batches,
+        method=criterion.name,
+        gamma=args.gamma,
+        dual_weight=args.dual_weight,
+        greedy=args.greedy,
+        channels_per_pass=args.channels_per_pass,
+        local_epochs=args.local_epochs,
+        local_lr=args.local_lr,
+        refresh=args.refresh,
+        final_epochs=args.final_epochs,
+        feature_samples=args.samples,
+        seed=args.seed,
+        progress=progress,
+    )
+    stats = result.stats
+    before, after = count_parameters(model), count_parameters(result.model)
+    metadata = {
+        "stage": "prune",
+        "method": criterion.name,
+        "parent": str(args.model),
+        "config_source": source,
+        "channel_config": result.channel_config,
+        "gamma": args.gamma,
+        "dual_weight": args.dual_weight,
+        "greedy": args.greedy,
+        "channels_per_pass": args.channels_per_pass,
+        "local_epochs": args.local_epochs,
+        "local_lr": args.local_lr,
+        "refresh": args.refresh,
+        "final_epochs": args.final_epochs,
+        "data": list(args.data or []),
+        "images": args.images if batches else 0,
+        "patch_size": args.patch_size,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "passes": stats.passes,
+        "gradient_passes": stats.gradient_passes,
+        "local_passes": stats.local_passes,
+        "truncated_passes": stats.teacher_passes + stats.feature_passes,
+        "seconds": round(stats.seconds, 2),
+        "params": after,
+        "parent_params": before,
+    }
+    save_model(args.output, result.model, duals, metadata)
+    macs = (count_macs(model, MAC_INPUT), count_macs(result.model, MAC_INPUT))
+    print(
+        f"params {before:,} -> {after:,} ({1 - after / before:.1%} removed); MACs for a "
+        f"{MAC_INPUT[1]}x{MAC_INPUT[0]} LR input {macs[0] / 1e9:.2f} G -> {macs[1] / 1e9:.2f} G"
+    )
+    print(
+        f"{stats.passes} full passes and {stats.teacher_passes + stats.feature_passes} truncated "
+        f"passes over the pruning data, {stats.seconds:.1f} s"
+    )
+    print(f"saved {args.output}")
+    return 0

@@ -1,0 +1,359 @@
+"""Channel-selection criteria for pruning one searched layer.
+
+A criterion decides which *units* of a searched layer (see :mod:`dualsr.compression.layers`:
+the consumer conv's input channels; for the upsampler, PixelShuffle groups) survive. Each one is a
+plain function of what it needs, registered in :data:`CRITERIA` by name:
+
+=========  ============  ==================================================================
+name       needs         what it does
+=========  ============  ==================================================================
+l1         weights       score = L1 norm of the unit's producer filters (Li et al. 2017)
+uniform    weights       the same rate in every layer (a configuration); selection as l1
+thinet     features      greedy removal of the units whose removal least changes the consumer
+                         output on sampled positions, then least-squares per-unit scales
+                         (Luo et al. 2017)
+cp         features      LASSO on the per-unit contributions to the consumer output, then a
+                         least-squares re-fit of the consumer weight (He et al. 2017)
+dcp        gradients     score = Frobenius norm of the gradient of reconstruction MSE + gamma x
+                         primal loss w.r.t. the unit's consumer weight slice (Zhuang et al. 2018)
+drc        gradients     the same with the dual regression term: MSE + gamma (primal + lambda
+                         dual) (Guo et al. 2024)
+=========  ============  ==================================================================
+
+Criteria are stateless: ``weights`` criteria take the :class:`SearchedLayer` and return one score
+per unit; ``gradients`` criteria take the accumulated gradient of the consumer weight and return
+one score per unit; ``features`` criteria take :class:`FeatureStats` (sampled consumer inputs and
+teacher outputs) and the number of units to keep, and return a :class:`Selection` (kept units and,
+optionally, re-fitted consumer weights). The pruning loop that gathers these inputs lives in
+:mod:`dualsr.compression.prune`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ..errors import ConfigError
+from .layers import SearchedLayer
+
+Needs = Literal["weights", "gradients", "features"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs and outputs
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class FeatureStats:
+    """Sampled statistics of one searched layer's consumer conv, for feature-based criteria.
+
+    ``S`` positions ``(image, y, x)`` are sampled; at each one we keep the consumer's input patch
+    (as computed by the network being pruned) and the original model's consumer output.
+
+    Attributes:
+        patches: ``S x C x (kh*kw)`` consumer input patches, in the weight's (kh, kw) order.
+        targets: ``S x O`` original consumer outputs at those positions, bias subtracted.
+        out_channel: ``S`` a random output channel per sample, for per-unit contributions
+            (ThiNet's sampling of (location, channel) pairs).
+        weight: ``O x C x kh x kw`` the pretrained consumer weight.
+    """
+
+    patches: torch.Tensor
+    targets: torch.Tensor
+    out_channel: torch.Tensor
+    weight: torch.Tensor
+
+    def contributions(self) -> torch.Tensor:
+        """``S x C``: unit ``j``'s contribution to output ``out_channel[s]`` at sample ``s``."""
+        w = self.weight.flatten(2)[self.out_channel]  # S x C x kk
+        return (self.patches * w).sum(-1)
+
+    def sampled_targets(self) -> torch.Tensor:
+        """``S``: the original output at each sample's ``out_channel``."""
+        return self.targets.gather(1, self.out_channel[:, None]).squeeze(1)
+
+
+@dataclass
+class Selection:
+    """The outcome of a features criterion: kept units (sorted) and an optional new weight.
+
+    ``weight`` (``O x len(keep) x kh x kw``) replaces the consumer weight's kept slices.
+    """
+
+    keep: list[int]
+    weight: torch.Tensor | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------
+def top_units(scores: torch.Tensor, n_keep: int) -> list[int]:
+    """The ``n_keep`` highest-scoring units, sorted by index; ties go to the lower index."""
+    order = torch.sort(-scores.detach().double().cpu(), stable=True).indices
+    return sorted(int(i) for i in order[:n_keep])
+
+
+def round_to_multiple(value: float, multiple: int, low: int, high: int) -> int:
+    """``value`` rounded to the nearest multiple of ``multiple``, clipped to ``[low, high]``."""
+    return int(min(max(multiple * round(value / multiple), low), high))
+
+
+def uniform_config(widths: Sequence[int], rate: float, multiple: int = 4) -> list[int]:
+    """The "manually designed" configuration: every layer keeps ``(1 - rate)`` of its units.
+
+    ``rate`` is the fraction of units removed in each searched layer; each width is rounded to a
+    multiple of ``multiple`` and clipped to ``[min(multiple, width), width]``.
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ConfigError(f"pruning rate must be in [0, 1), got {rate}")
+    return [round_to_multiple(w * (1 - rate), multiple, min(multiple, w), w) for w in widths]
+
+
+# ----------------------------------------------------------------------------------------------
+# Weight criteria
+# ----------------------------------------------------------------------------------------------
+def l1_scores(
+    layer: SearchedLayer, source: Literal["producer", "consumer"] = "producer"
+) -> torch.Tensor:
+    """L1 norm per unit of the producer's filters (default) or of the consumer's input slice.
+
+    ``producer``: unit ``j`` owns producer output channels ``group*j .. group*j + group-1``; its
+    score is the sum of their filters' absolute weights (Li et al., "Pruning Filters for Efficient
+    ConvNets"). ``consumer``: the sum of ``|consumer.weight[:, j]|``.
+    """
+    if source == "producer":
+        w = layer.producer.weight.detach().abs().flatten(1).sum(1)
+        return w.view(layer.width, layer.group).sum(1)
+    if source == "consumer":
+        return layer.consumer.weight.detach().abs().sum(dim=(0, 2, 3))
+    raise ValueError(f"source must be 'producer' or 'consumer', got {source!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Gradient criteria (DCP, DRC)
+# ----------------------------------------------------------------------------------------------
+def gradient_norm_scores(grad: torch.Tensor) -> torch.Tensor:
+    """Frobenius norm of each input slice ``grad[:, j]`` of a consumer-weight gradient."""
+    return grad.detach().double().pow(2).sum(dim=(0, 2, 3)).sqrt()
+
+
+# ----------------------------------------------------------------------------------------------
+# Feature criteria (ThiNet, CP)
+# ----------------------------------------------------------------------------------------------
+def least_squares(a: torch.Tensor, b: torch.Tensor, ridge: float = 1e-6) -> torch.Tensor:
+    """argmin_x ||a x - b||^2 + ridge * tr(a^T a)/n * ||x||^2, solved in float64.
+
+    ``a``: ``S x n``, ``b``: ``S`` or ``S x m``. The tiny relative ridge keeps rank-deficient
+    systems (dead units, few samples) solvable without visibly biasing well-posed ones.
+    """
+    a64, b64 = a.double(), b.double()
+    gram = a64.T @ a64
+    n = gram.shape[0]
+    reg = ridge * (float(gram.diagonal().mean()) if n else 0.0) + 1e-12
+    rhs = a64.T @ b64
+    eye = torch.eye(n, dtype=gram.dtype, device=gram.device)
+    x = torch.linalg.solve(gram + reg * eye, rhs)
+    return x.to(a.dtype)
+
+
+def lasso(
+    z: torch.Tensor, y: torch.Tensor, alpha: float, iters: int = 500, tol: float = 1e-10
+) -> torch.Tensor:
+    """argmin_b 1/(2S) ||y - z b||^2 + alpha ||b||_1 by FISTA (float64), ``z``: ``S x C``.
+
+    For an orthonormal design (``z^T z / S = I``) the solution is the soft threshold
+    ``sign(q) max(|q| - alpha, 0)`` with ``q = z^T y / S``.
+    """
+    z64, y64 = z.double(), y.double()
+    s = z64.shape[0]
+    gram = z64.T @ z64 / s
+    q = z64.T @ y64 / s
+    lipschitz = float(torch.linalg.eigvalsh(gram).max()) if gram.numel() else 1.0
+    step = 1.0 / max(lipschitz, 1e-30)
+    b = torch.zeros_like(q)
+    v, t = b.clone(), 1.0
+    for _ in range(iters):
+        u = v - step * (gram @ v - q)
+        b_new = torch.sign(u) * torch.clamp(u.abs() - step * alpha, min=0.0)
+        t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        v = b_new + (t - 1) / t_new * (b_new - b)
+        done = float((b_new - b).abs().max()) <= tol * (1 + float(b_new.abs().max()))
+        b, t = b_new, t_new
+        if done:
+            break
+    return b
+
+
+def lasso_select(
+    z: torch.Tensor, y: torch.Tensor, n_keep: int, search_steps: int = 30, iters: int = 500
+) -> tuple[list[int], torch.Tensor]:
+    """CP's channel selection: the support of the LASSO solution with at most ``n_keep`` units.
+
+    Bisects the penalty (log scale) for the smallest one whose solution has at most ``n_keep``
+    non-zeros; the kept units are that support, completed (when it is smaller) by the largest
+    coefficients of the solution just below it. Returns (sorted kept units, coefficients).
+    """
+    c = z.shape[1]
+    if n_keep >= c:
+        return list(range(c)), lasso(z, y, 0.0, iters)
+    q = (z.double().T @ y.double()) / z.shape[0]
+    hi = float(q.abs().max()) + 1e-12  # at alpha >= max|q| the solution is 0
+    lo = hi * 1e-6
+    b_hi = torch.zeros(c, dtype=torch.float64, device=z.device)
+    b_lo = lasso(z, y, lo, iters)
+    if int((b_lo != 0).sum()) <= n_keep:
+        b_hi = b_lo
+    else:
+        for _ in range(search_steps):
+            mid = math.sqrt(lo * hi)
+            b = lasso(z, y, mid, iters)
+            nnz = int((b != 0).sum())
+            if nnz <= n_keep:
+                hi, b_hi = mid, b
+            else:
+                lo, b_lo = mid, b
+            if nnz == n_keep:
+                break
+    # rank: support at hi first (by |b_hi|), then by |b_lo|, then by |q|
+    key = torch.stack([(b_hi != 0).double(), b_hi.abs(), b_lo.abs(), q.abs()], 1)
+    order = sorted(range(c), key=lambda j: tuple(-float(v) for v in key[j]) + (j,))
+    return sorted(order[:n_keep]), b_hi
+
+
+def cp_select(stats: FeatureStats, n_keep: int, ridge: float = 1e-6) -> Selection:
+    """CP (He et al. 2017): LASSO on per-unit contributions, then a least-squares weight re-fit.
+
+    The re-fit solves ``min ||targets - patches[:, keep] W'^T||`` over all samples and output
+    channels, so the kept slices of the consumer weight reconstruct the original output from the
+    (already pruned) input.
+    """
+    keep, _ = lasso_select(stats.contributions(), stats.sampled_targets(), n_keep)
+    o, _, kh, kw = stats.weight.shape
+    a = stats.patches[:, keep].flatten(1)
+    w = least_squares(a, stats.targets, ridge).T.reshape(o, len(keep), kh, kw)
+    return Selection(keep, w.to(stats.weight.dtype))
+
+
+def thinet_select(stats: FeatureStats, n_keep: int, ridge: float = 1e-6) -> Selection:
+    """ThiNet (Luo et al. 2017): greedily remove the units whose summed contribution stays
+    smallest, then re-scale each kept unit's weight slice by least squares.
+
+    With ``z`` the ``S x C`` contributions, the removed set ``T`` grows one unit at a time,
+    taking the ``j`` minimising ``sum_s (sum_{t in T + j} z[s, t])^2``.
+    """
+    z = stats.contributions().double()
+    c = z.shape[1]
+    removed: list[int] = []
+    acc = torch.zeros(z.shape[0], dtype=torch.float64, device=z.device)
+    alive = torch.ones(c, dtype=torch.bool, device=z.device)
+    for _ in range(c - n_keep):
+        cost = (acc[:, None] + z).pow(2).sum(0)
+        cost[~alive] = math.inf
+        j = int(torch.argmin(cost))  # first minimum on ties
+        removed.append(j)
+        alive[j] = False
+        acc += z[:, j]
+    keep = [j for j in range(c) if alive[j]]
+    scales = least_squares(z[:, keep], stats.sampled_targets().double(), ridge)
+    w = stats.weight[:, keep] * scales.to(stats.weight.dtype).view(1, -1, 1, 1)
+    return Selection(keep, w)
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Criterion:
+    """A registered pruning method.
+
+    Attributes:
+        name: the ``--method`` value.
+        needs: what the function takes: ``weights`` (a SearchedLayer -> scores), ``gradients``
+            (the accumulated consumer-weight gradient -> scores) or ``features``
+            (FeatureStats, n_keep -> Selection).
+        fn: the function.
+        description: one line for ``--help`` and the docs.
+        dual: gradient criteria only: the loss includes the dual regression term.
+        configure: for configuration criteria (``uniform``): widths, rate -> channel config.
+    """
+
+    name: str
+    needs: Needs
+    fn: Callable
+    description: str
+    dual: bool = False
+    configure: Callable[[Sequence[int], float], list[int]] | None = None
+
+    def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+        return self.fn(*args, **kwargs)
+
+
+CRITERIA: dict[str, Criterion] = {}
+
+
+def register_criterion(criterion: Criterion) -> None:
+    """Add a criterion; a duplicate name is an error."""
+    if criterion.name in CRITERIA:
+        raise KeyError(f"pruning criterion {criterion.name!r} is already registered")
+    CRITERIA[criterion.name] = criterion
+
+
+def get_criterion(name: str) -> Criterion:
+    """Look up a criterion; ConfigError lists the valid names."""
+    try:
+        return CRITERIA[name.lower()]
+    except KeyError:
+        raise ConfigError(
+            f"unknown pruning method {name!r}; choose from: {', '.join(CRITERIA)}"
+        ) from None
+
+
+register_criterion(
+    Criterion(
+        "drc",
+        "gradients",
+        gradient_norm_scores,
+        "dual regression channel pruning: greedy by gradient norm of MSE + gamma (primal + "
+        "lambda dual)",
+        dual=True,
+    )
+)
+register_criterion(
+    Criterion(
+        "dcp",
+        "gradients",
+        gradient_norm_scores,
+        "discrimination-aware channel pruning: greedy by gradient norm of MSE + gamma primal",
+    )
+)
+register_criterion(
+    Criterion(
+        "thinet",
+        "features",
+        thinet_select,
+        "ThiNet: greedy removal by least change of the consumer output, least-squares scales",
+    )
+)
+register_criterion(
+    Criterion(
+        "cp",
+        "features",
+        cp_select,
+        "channel pruning: LASSO selection, least-squares reconstruction of the consumer weight",
+    )
+)
+register_criterion(
+    Criterion("l1", "weights", l1_scores, "L1 norm of the producer filters (no data needed)")
+)
+register_criterion(
+    Criterion(
+        "uniform",
+        "weights",
+        l1_scores,
+        "the same rate in every layer (multiples of 4), selection by l1 (no data needed)",
+        configure=uniform_config,
+    )
+)

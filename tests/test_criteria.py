@@ -1,0 +1,162 @@
+"""Pruning criteria against hand-computed values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dualsr.compression.criteria import (
+    CRITERIA,
+    Criterion,
+    FeatureStats,
+    cp_select,
+    get_criterion,
+    gradient_norm_scores,
+    l1_scores,
+    lasso,
+    lasso_select,
+    least_squares,
+    register_criterion,
+    thinet_select,
+    top_units,
+    uniform_config,
+)
+from dualsr.compression.layers import SearchedLayer
+from dualsr.errors import ConfigError
+
+
+def _conv(weight: torch.Tensor) -> nn.Conv2d:
+    conv = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[-1], bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+    return conv
+
+
+def test_l1_scores_of_producer_filters_and_consumer_slices() -> None:
+    # producer: 3 output channels (units), 2 inputs, 1x1; consumer: 2 outputs, 3 inputs
+    producer = _conv(torch.tensor([[1.0, -2.0], [0.5, 0.5], [-3.0, 0.0]]).view(3, 2, 1, 1))
+    consumer = _conv(torch.tensor([[1.0, 0.0, -1.0], [2.0, -4.0, 0.5]]).view(2, 3, 1, 1))
+    layer = SearchedLayer(0, "x", "rcab", producer, consumer, 1)
+    assert l1_scores(layer).tolist() == [3.0, 1.0, 3.0]
+    assert l1_scores(layer, "consumer").tolist() == [3.0, 4.0, 1.5]
+    with pytest.raises(ValueError, match="producer"):
+        l1_scores(layer, "both")  # type: ignore[arg-type]
+
+
+def test_l1_scores_of_upsampler_groups() -> None:
+    # 2 units = 8 producer channels (4 per PixelShuffle group)
+    producer = _conv(torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1) - 2)
+    consumer = _conv(torch.ones(1, 2, 1, 1))
+    layer = SearchedLayer(0, "up", "upsampler", producer, consumer, 4)
+    # |-2| + |-1| + 0 + 1 = 4 ; 2 + 3 + 4 + 5 = 14
+    assert l1_scores(layer).tolist() == [4.0, 14.0]
+
+
+def test_top_units_sorted_with_ties_to_lower_index() -> None:
+    assert top_units(torch.tensor([1.0, 5.0, 5.0, 0.0, 5.0]), 2) == [1, 2]
+    assert top_units(torch.tensor([3.0, 1.0, 2.0]), 3) == [0, 1, 2]
+
+
+def test_uniform_config_rounds_to_multiples_of_four() -> None:
+    # 8*0.7 = 5.6 -> 4; 16*0.7 = 11.2 -> 12; 32*0.7 = 22.4 -> 24; 4*0.7 -> at least 4
+    assert uniform_config([8, 16, 32, 4], 0.3) == [4, 12, 24, 4]
+    assert uniform_config([2, 16], 0.9) == [2, 4]  # never above the width, never below 4 or it
+    assert uniform_config([16], 0.0) == [16]
+    with pytest.raises(ConfigError, match="rate"):
+        uniform_config([16], 1.0)
+
+
+def test_gradient_norm_scores_match_an_autograd_computation() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 2, 1, bias=False)
+    x = torch.randn(4, 3, 5, 5)
+    target = torch.randn(4, 2, 5, 5)
+    loss = F.mse_loss(conv(x), target)
+    (grad,) = torch.autograd.grad(loss, conv.weight)
+    # by hand: dL/dW[o, j] = 2/numel * sum_{n,h,w} (y - t)[n, o] x[n, j]
+    residual = (conv(x) - target).detach()
+    by_hand = 2 / residual.numel() * torch.einsum("nohw,njhw->oj", residual, x)
+    expected = by_hand.pow(2).sum(0).sqrt()
+    assert torch.allclose(gradient_norm_scores(grad).float(), expected, rtol=1e-5)
+    assert torch.allclose(
+        gradient_norm_scores(grad).float(), torch.linalg.vector_norm(grad, dim=(0, 2, 3)), rtol=1e-5
+    )
+
+
+def test_least_squares_recovers_an_exact_solution() -> None:
+    torch.manual_seed(0)
+    a = torch.randn(50, 4)
+    x = torch.tensor([[1.0, -2.0], [0.5, 0.0], [3.0, 1.0], [-1.0, 2.0]])
+    assert torch.allclose(least_squares(a, a @ x), x, atol=1e-4)
+
+
+def _orthonormal_design(samples: int = 64, columns: int = 4) -> torch.Tensor:
+    q, _ = torch.linalg.qr(
+        torch.randn(samples, columns, generator=torch.Generator().manual_seed(3))
+    )
+    return q * samples**0.5  # z^T z / S = I
+
+
+def test_lasso_is_the_soft_threshold_for_an_orthonormal_design() -> None:
+    z = _orthonormal_design()
+    y = z @ torch.tensor([3.0, -0.5, 2.0, 0.0])
+    b = lasso(z, y, alpha=1.0)
+    # q = z^T y / S = (3, -0.5, 2, 0); soft(q, 1) = (2, 0, 1, 0)
+    assert torch.allclose(b, torch.tensor([2.0, 0.0, 1.0, 0.0], dtype=torch.float64), atol=1e-6)
+    keep, coef = lasso_select(z, y, 2)
+    assert keep == [0, 2]
+    assert int((coef != 0).sum()) <= 2
+
+
+def test_cp_selects_the_lasso_support_and_refits_by_least_squares() -> None:
+    z = _orthonormal_design()  # per-unit inputs of a 1x1 conv with one output, weight 1
+    stats = FeatureStats(
+        patches=z[:, :, None],
+        targets=(z @ torch.tensor([3.0, 0.5, 2.0, 0.1]))[:, None],
+        out_channel=torch.zeros(len(z), dtype=torch.long),
+        weight=torch.ones(1, 4, 1, 1),
+    )
+    sel = cp_select(stats, 2)
+    assert sel.keep == [0, 2]
+    assert sel.weight is not None and sel.weight.shape == (1, 2, 1, 1)
+    # orthogonal columns: the least-squares weights are the true coefficients
+    assert torch.allclose(sel.weight.flatten(), torch.tensor([3.0, 2.0]), atol=1e-4)
+
+
+def test_thinet_greedy_removal_by_hand() -> None:
+    # two samples; unit contributions z0 = (1, 0), z1 = (-1, 0), z2 = (0.5, 0.5)
+    z = torch.tensor([[1.0, -1.0, 0.5], [0.0, 0.0, 0.5]])
+    stats = FeatureStats(
+        patches=z[:, :, None],
+        targets=z.sum(1, keepdim=True),  # (0.5, 0.5)
+        out_channel=torch.zeros(2, dtype=torch.long),
+        weight=torch.full((1, 3, 1, 1), 2.0),  # contributions are patches x 2
+    )
+    # contributions 2z: step 1 costs |2z_j|^2 = 4, 4, 2 -> remove 2; step 2: acc = (1, 1):
+    # |(3, 1)|^2 = 10 vs |(-1, 1)|^2 = 2 -> remove 1; keep 0
+    sel = thinet_select(stats, 1)
+    assert sel.keep == [0]
+    # scale s: min |(2, 0) s - (0.5, 0.5)|^2 -> s = 0.25; new weight = 2 * 0.25
+    assert sel.weight is not None
+    assert torch.allclose(sel.weight.flatten(), torch.tensor([0.5]), atol=1e-5)
+
+
+def test_feature_stats_contributions() -> None:
+    patches = torch.arange(12, dtype=torch.float32).view(2, 2, 3)  # S=2, C=2, kk=3
+    weight = torch.tensor([[[1.0, 0, 0], [0, 1, 0]], [[0, 0, 1], [1, 1, 1]]]).view(2, 2, 1, 3)
+    stats = FeatureStats(patches, torch.zeros(2, 2), torch.tensor([0, 1]), weight)
+    # sample 0 with output 0: (0, 4); sample 1 with output 1: (8, 9 + 10 + 11)
+    assert stats.contributions().tolist() == [[0.0, 4.0], [8.0, 30.0]]
+
+
+def test_registry_lists_every_method_and_rejects_duplicates() -> None:
+    assert set(CRITERIA) == {"drc", "dcp", "thinet", "cp", "l1", "uniform"}
+    assert CRITERIA["drc"].dual and not CRITERIA["dcp"].dual
+    assert CRITERIA["uniform"].configure is uniform_config
+    assert get_criterion("DRC") is CRITERIA["drc"]
+    with pytest.raises(KeyError, match="already registered"):
+        register_criterion(Criterion("l1", "weights", l1_scores, "again"))
+    with pytest.raises(ConfigError, match="unknown pruning method 'magic'.*drc"):
+        get_criterion("magic")
