@@ -131,3 +131,12 @@ def test_save_is_atomic_and_keeps_previous_file_on_failure(
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left
+
+
+def test_written_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+
+    path = dualsr.save_model(tmp_path / "perm.safetensors", tiny_model())
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

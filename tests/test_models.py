@@ -36,7 +36,7 @@ def official_name(preset: str) -> str:
     return body.upper() + "_" + scale
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("name", list(PUBLISHED))
 def test_preset_matches_official_layout_and_count(name: str) -> None:
     model = dualsr.create_model(name)
     layout = [[k, list(v.shape)] for k, v in model.state_dict().items()]
@@ -52,6 +52,23 @@ def test_duals_match_official_layout(name: str) -> None:
     for dual, keys in zip(duals, official, strict=True):
         assert [[k, list(v.shape)] for k, v in dual.state_dict().items()] == keys
         assert dualsr.count_parameters(dual) == DUAL_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_builds_and_runs(name: str) -> None:
+    model = dualsr.create_model(name).eval()
+    assert model.channel_widths() == (
+        dualsr.models.preset_channel_config(name)
+        or dualsr.models.full_widths(model.scale, model.arch.n_feats, model.arch.n_blocks)
+    )
+    if dualsr.count_parameters(model) < 1_000_000:
+        with torch.no_grad():
+            assert model(torch.rand(1, 3, 4, 4))[-1].shape == (
+                1,
+                3,
+                4 * model.scale,
+                4 * model.scale,
+            )
 
 
 def test_released_configs_are_read_in_official_order() -> None:

@@ -52,7 +52,7 @@ def resolve_model(spec: str) -> DRN:
     )
 
 
-DEFAULT_PRESET = "drn-s30-x4"
+DEFAULT_PRESET = "drn-t50-x4"
 
 
 def default_model_name() -> str | None:

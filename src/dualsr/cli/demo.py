@@ -47,8 +47,14 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     return p
 
 
-def comparison(panels: list[np.ndarray], box: tuple[int, int, int], gap: int = 4) -> np.ndarray:
-    """Side-by-side panels with, under each, a x2 nearest-neighbour zoom of the same crop box."""
+def comparison(
+    panels: list[np.ndarray],
+    box: tuple[int, int, int],
+    labels: list[str] | None = None,
+    gap: int = 4,
+) -> np.ndarray:
+    """Side-by-side panels with, under each, a x2 nearest-neighbour zoom of the same crop box,
+    and an optional label in each panel's top-left corner."""
     y, x, size = box
     h, w = panels[0].shape[:2]
     zooms = [
@@ -68,6 +74,17 @@ def comparison(panels: list[np.ndarray], box: tuple[int, int, int], gap: int = 4
             0,
         )
         canvas[y : y + size, x0 + x] = canvas[y : y + size, x0 + x + size - 1] = (255, 0, 0)
+    if labels:
+        from PIL import Image, ImageDraw
+
+        image = Image.fromarray(canvas)
+        draw = ImageDraw.Draw(image)
+        for i, label in enumerate(labels):
+            x0 = i * (w + gap)
+            left, top, right, bottom = draw.textbbox((x0 + 3, 2), label)
+            draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=(0, 0, 0))
+            draw.text((x0 + 3, 2), label, fill=(255, 255, 255))
+        canvas = np.asarray(image)
     return canvas
 
 
@@ -92,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
         write_image(args.out / f"{name}_sr.png", sr)
         size = max(8, hr.shape[0] // 4)
         box = ((hr.shape[0] - size) // 2, (hr.shape[1] - size) // 2, size)
-        write_image(args.out / f"{name}_compare.png", comparison([bic, sr, hr], box))
+        write_image(
+            args.out / f"{name}_compare.png",
+            comparison([bic, sr, hr], box, ["bicubic", "dualsr", "ground truth"]),
+        )
     print(f"images written to {args.out}/ (*_compare.png: bicubic | dualsr | ground truth)")
     return 0

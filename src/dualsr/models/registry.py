@@ -51,6 +51,18 @@ for _scale, _s_feats, _l_feats, _l_blocks in ((4, 16, 20, 40), (8, 8, 10, 36)):
         )
 
 
+# Small models trained and compressed on a 2-core CPU (T91 + BSD200; docs/RESULTS.md); their
+# weights ship in dualsr/weights. drn-t50-x4 is drn-t-x4 compressed by DRC to the parameter
+# budget of a uniform 50% channel cut.
+register_preset(
+    "drn-t-x4", Preset(4, 8, 10, description="small DRN x4 trained on a CPU (shipped weights)")
+)
+register_preset(
+    "drn-t50-x4",
+    Preset(4, 8, 10, "drn-t50-x4.txt", description="drn-t-x4 compressed by DRC (shipped weights)"),
+)
+
+
 def read_channel_config(path: str | Path) -> list[int]:
     """Read a channel-configuration file: one positive integer a line (blank lines ignored)."""
     text = Path(path).read_text()
