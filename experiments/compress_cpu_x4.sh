@@ -9,6 +9,8 @@
 # (within 2%), and drc, dcp and l1 prune to that searched configuration, so every method is
 # compared at an equal parameter budget. Every pruned model is fine-tuned with the dual regression
 # loss plus distillation from BASE for FT_STEPS steps (default 400) on T91 + BSD200.
+# Environment: DATA (datasets folder), SEARCH_STEPS (200), SEARCH_ARGS (extra `dualsr search`
+# options, e.g. "--lr-alpha 0.03").
 set -euo pipefail
 BASE=$1; OUT=$2; RATES=$3; METHODS=$4; FT_STEPS=${5:-400}
 DATA="${DATA:-../shared/datasets}"
@@ -33,7 +35,7 @@ PY
 )
     "$DUALSR" search --model "$BASE" --data $TRAIN_DIRS --rate "$rate" --budget-params "$budget" \
       --order second --steps "${SEARCH_STEPS:-200}" --patch-size 96 --batch-size 8 \
-      --cache-dir runs/cache -o "$search_dir"
+      --cache-dir runs/cache ${SEARCH_ARGS:-} -o "$search_dir"
   fi
   for method in $METHODS; do
     name="$method-$tag"
