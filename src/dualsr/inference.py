@@ -7,6 +7,7 @@ MATLAB-bicubic baseline. Deployment backends (ONNX Runtime) follow the same inte
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from .data.imresize import imresize
+from .errors import DualSRError
 from .models.drn import DRN
 
 DEFAULT_TILE_OVERLAP = 16
@@ -60,12 +62,15 @@ def tile_spans(length: int, tile: int, overlap: int) -> Iterator[tuple[int, int,
         yield start, end, max(0, start - overlap), min(length, end + overlap)
 
 
-class TorchUpscaler:
-    """Runs a DRN on whole images or tiles, optionally with x8 self-ensemble.
+class TiledUpscaler:
+    """Base of the model upscalers: whole-image or tiled forward, optional x8 self-ensemble.
+
+    Subclasses set ``scale`` and implement :meth:`_forward` (N x 3 x h x w float32 CPU tensor in
+    0..255 -> the SR tensor in 0..255); this class does the tiling, the ensemble and the
+    conversion to an H x W x 3 array.
 
     Args:
-        model: the DRN (put in eval mode).
-        device: "cpu", "cuda", or a torch.device.
+        scale: the upscaling factor.
         tile: LR tile size in pixels; 0 or None processes the whole image at once.
         tile_overlap: LR pixels of context added on each side of a tile.
         ensemble: average over the 8 flips/transposes (x8 slower).
@@ -74,31 +79,24 @@ class TorchUpscaler:
 
     def __init__(
         self,
-        model: DRN,
-        device: str | torch.device = "cpu",
+        scale: int,
         tile: int | None = None,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         ensemble: bool = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            from .errors import DualSRError
-
-            raise DualSRError(
-                "--device cuda was requested but CUDA is not available here; use --device cpu"
-            )
-        self.model = model.eval().to(self.device)
-        self.scale = model.scale
+        self.scale = scale
         self.tile = tile or 0
         self.tile_overlap = max(0, tile_overlap)
         self.ensemble = ensemble
         self.progress = progress
 
+    def _forward(self, lr: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     @torch.inference_mode()
     def _run(self, lr: torch.Tensor) -> torch.Tensor:
-        fn = lambda t: sr_output(self.model, t)  # noqa: E731
-        return self_ensemble(fn, lr) if self.ensemble else fn(lr)
+        return self_ensemble(self._forward, lr) if self.ensemble else self._forward(lr)
 
     def __call__(self, pixels: np.ndarray, out_dtype: type = np.uint8) -> np.ndarray:
         """Upscale H x W x 3 float pixels in [0, 255]; uint8 output (rounded) by default."""
@@ -115,8 +113,7 @@ class TorchUpscaler:
         total, done = len(ys) * len(xs), 0
         for y0, y1, iy0, iy1 in ys:
             for x0, x1, ix0, ix1 in xs:
-                lr = src[:, :, iy0:iy1, ix0:ix1].to(self.device)
-                sr = self._run(lr)[0]
+                sr = self._run(src[:, :, iy0:iy1, ix0:ix1])[0]
                 sr = sr[:, (y0 - iy0) * s : (y1 - iy0) * s, (x0 - ix0) * s : (x1 - ix0) * s]
                 sr = sr.clamp(0, 255).permute(1, 2, 0).float().cpu().numpy()
                 if out_dtype == np.uint8:
@@ -126,6 +123,117 @@ class TorchUpscaler:
                 if self.progress:
                     self.progress(done, total)
         return out
+
+
+#: PyTorch backends of :class:`TorchUpscaler` ("auto" picks the measured-fastest one).
+TORCH_BACKENDS = ("auto", "eager", "fused", "compile")
+#: Largest difference (0..255 scale) allowed between a fast path and eager in the self-check.
+FAST_PATH_TOLERANCE = 1e-3
+
+
+class TorchUpscaler(TiledUpscaler):
+    """Runs a DRN on whole images or tiles, optionally with x8 self-ensemble.
+
+    Args:
+        model: the DRN (put in eval mode).
+        device: "cpu", "cuda", or a torch.device.
+        tile: LR tile size in pixels; 0 or None processes the whole image at once.
+        tile_overlap: LR pixels of context added on each side of a tile.
+        ensemble: average over the 8 flips/transposes (x8 slower).
+        progress: optional callback called with (done, total) tiles.
+        backend: how the model runs. ``"eager"``: the model as written (NCHW, every pyramid
+            output). ``"fused"``: :func:`dualsr.deploy.fuse_for_inference` (final output only,
+            folded convolutions, channels_last; the fastest CPU path measured, see
+            docs/deployment.md). ``"compile"``: ``torch.compile`` of the fused module (needs a C++
+            compiler, compiles for tens of seconds per input shape). ``"auto"`` (default):
+            ``"fused"`` on CPU, ``"eager"`` elsewhere. A fast path that fails to build, disagrees
+            with eager by more than 1e-3 on a self-check, or fails at run time falls back (compile
+            -> fused -> eager) with a one-line warning.
+    """
+
+    def __init__(
+        self,
+        model: DRN,
+        device: str | torch.device = "cpu",
+        tile: int | None = None,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        ensemble: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(model.scale, tile, tile_overlap, ensemble, progress)
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise DualSRError(
+                "--device cuda was requested but CUDA is not available here; use --device cpu"
+            )
+        if backend not in TORCH_BACKENDS:
+            raise ValueError(
+                f"unknown backend {backend!r}; choose from {', '.join(TORCH_BACKENDS)}"
+            )
+        self.model = model.eval().to(self.device)
+        if backend == "auto":
+            backend = "fused" if self.device.type == "cpu" else "eager"
+        self.backend = "eager"
+        self._fast: Callable[[torch.Tensor], torch.Tensor] | None = None
+        if backend in ("fused", "compile"):
+            self._fast = self._build_fused()
+            if self._fast is not None:
+                self.backend = "fused"
+        if backend == "compile" and self._fast is not None:
+            self._fast = torch.compile(self._fast, options={"freezing": True})
+            self.backend = "compile"
+
+    def _build_fused(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        from .deploy.fused import fuse_for_inference
+
+        try:
+            fused = fuse_for_inference(self.model).to(self.device)
+            with torch.inference_mode():
+                gen = torch.Generator().manual_seed(0)  # leaves the global RNG alone
+                probe = (torch.rand(1, 3, 12, 12, generator=gen) * 255).to(self.device)
+                err = float((fused(probe) - sr_output(self.model, probe)).abs().max())
+        except Exception as exc:  # any failure: the eager path still works
+            _fallback_warning("fused", exc)
+            return None
+        if not err <= FAST_PATH_TOLERANCE:
+            _fallback_warning("fused", f"differs from eager by {err:.3g} on a self-check")
+            return None
+        return fused
+
+    def _run(self, lr: torch.Tensor) -> torch.Tensor:
+        return super()._run(lr.to(self.device))
+
+    def _forward(self, lr: torch.Tensor) -> torch.Tensor:
+        while self._fast is not None:
+            try:
+                return self._fast(lr)
+            except Exception as exc:  # e.g. no C++ compiler for torch.compile
+                if _is_out_of_memory(exc):  # eager needs more memory: no point falling back
+                    raise
+                _fallback_warning(self.backend, exc)
+                if self.backend == "compile":
+                    self._fast, self.backend = self._build_fused(), "fused"
+                    if self._fast is None:
+                        self.backend = "eager"
+                else:
+                    self._fast, self.backend = None, "eager"
+        return sr_output(self.model, lr)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate" in text
+
+
+def _fallback_warning(backend: str, reason: object) -> None:
+    if isinstance(reason, BaseException):
+        text = str(reason).strip().splitlines()
+        reason = f"{type(reason).__name__}: {text[0] if text else ''}"
+    fallback = "fused" if backend == "compile" else "eager"
+    warnings.warn(
+        f"the {backend} inference path failed ({reason}); falling back to {fallback}", stacklevel=3
+    )
 
 
 class BicubicUpscaler:

@@ -10,17 +10,20 @@ import warnings
 
 from ..errors import DualSRError
 
-# subcommand name -> module (imported lazily so `dualsr --help` stays fast)
+# subcommand name -> module, in pipeline order (data -> train -> compress -> evaluate -> deploy)
 COMMANDS = {
-    "upscale": "upscale",
-    "eval": "evaluate",
-    "demo": "demo",
-    "models": "models",
-    "env": "env",
+    "train": "train",
+    "search": "search",
     "prune": "prune",
     "finetune": "finetune",
-    "search": "search",
-    "train": "train",
+    "eval": "evaluate",
+    "upscale": "upscale",
+    "demo": "demo",
+    "profile": "profile",
+    "bench": "bench",
+    "export": "export",
+    "models": "models",
+    "env": "env",
 }
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import DualSRError
 from ..inference import DEFAULT_TILE_OVERLAP, BicubicUpscaler, TorchUpscaler, Upscaler
 from ..pretrained import BICUBIC, resolve_model
+
+#: --backend choices: the PyTorch paths of TorchUpscaler, then ONNX Runtime.
+BACKEND_CHOICES = ["auto", "eager", "fused", "compile", "onnxruntime"]
 
 
 def add_inference_options(
@@ -22,7 +26,8 @@ def add_inference_options(
         "-m",
         default=default_model,
         required=default_model is None,
-        help="checkpoint (.safetensors or official .pt), preset name, or 'bicubic'"
+        help="checkpoint (.safetensors or official .pt), preset name, 'bicubic', or an exported "
+        "model (.onnx, run with ONNX Runtime)"
         + (f" (default: {default_model})" if default_model else ""),
     )
     g.add_argument(
@@ -51,6 +56,17 @@ def add_inference_options(
         choices=["cpu", "cuda"],
         help="where to run the model (default: cpu)",
     )
+    g.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKEND_CHOICES,
+        help="how to run the model: 'auto' (default) is the fastest measured path (on CPU the "
+        "fused PyTorch module; an .onnx --model runs with ONNX Runtime); 'eager' the model as "
+        "written; 'fused' folded convolutions, final output only, channels_last; 'compile' "
+        "torch.compile of the fused module (needs a C++ compiler, slow first call per size); "
+        "'onnxruntime' exports the model on the fly (or runs an .onnx --model); needs "
+        "pip install 'dualsr[onnx]'",
+    )
 
 
 def build_upscaler(args: argparse.Namespace, scale: int | None = None, progress=None) -> Upscaler:
@@ -63,12 +79,40 @@ def build_upscaler(args: argparse.Namespace, scale: int | None = None, progress=
         if scale is None:
             raise ValueError("--model bicubic needs --scale")
         return BicubicUpscaler(scale)
-    model = resolve_model(args.model)
-    if scale is not None and model.scale != scale:
-        raise ValueError(f"--scale {scale} does not match the model, which upscales x{model.scale}")
-    return TorchUpscaler(
+    backend = getattr(args, "backend", "auto")
+    from ..deploy.onnx import is_onnx_file
+
+    if is_onnx_file(args.model) or backend == "onnxruntime":
+        upscaler: Upscaler = _onnx_upscaler(args, backend, progress)
+    else:
+        upscaler = TorchUpscaler(
+            resolve_model(args.model),
+            device=args.device,
+            tile=args.tile,
+            tile_overlap=args.tile_overlap,
+            ensemble=args.self_ensemble,
+            progress=progress,
+            backend=backend,
+        )
+    if scale is not None and upscaler.scale != scale:
+        raise ValueError(
+            f"--scale {scale} does not match the model, which upscales x{upscaler.scale}"
+        )
+    return upscaler
+
+
+def _onnx_upscaler(args: argparse.Namespace, backend: str, progress) -> Upscaler:  # noqa: ANN001
+    from ..deploy.onnx import OnnxUpscaler, is_onnx_file
+
+    if backend not in ("auto", "onnxruntime"):
+        raise DualSRError(
+            f"{args.model} is an ONNX model: it runs with --backend onnxruntime, not {backend}"
+        )
+    if args.device != "cpu":
+        raise DualSRError("--backend onnxruntime runs on the CPU: use --device cpu")
+    model = args.model if is_onnx_file(args.model) else resolve_model(args.model)
+    return OnnxUpscaler(
         model,
-        device=args.device,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         ensemble=args.self_ensemble,
