@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..deploy.onnx import DEFAULT_OPSET, export_onnx, onnx_session
+from ..deploy.quantize import MAX_PSNR_LOSS_DB
 from ..errors import DualSRError
 from ..inference import sr_output
+from ..models.drn import DRN
 from ..pretrained import resolve_model
 
 
@@ -41,6 +44,26 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         action="store_true",
         help="skip the check that ONNX Runtime reproduces PyTorch on a small input",
     )
+    q = p.add_argument_group(
+        "INT8 (experimental)",
+        "Write an ONNX Runtime static-quantized model instead: int8 convolutions calibrated on "
+        "--calibration images. It is written only if its PSNR (Y, shave = scale) on every "
+        f"--validate folder is at most {MAX_PSNR_LOSS_DB} dB below the float model's.",
+    )
+    q.add_argument("--int8", action="store_true", help="quantize to INT8 (needs the two below)")
+    q.add_argument(
+        "--calibration", type=Path, metavar="DIR", help="HR training images for calibration"
+    )
+    q.add_argument(
+        "--validate", type=Path, nargs="+", metavar="DIR", help="HR benchmark folders (Set5 ...)"
+    )
+    q.add_argument(
+        "--max-psnr-loss",
+        type=float,
+        default=MAX_PSNR_LOSS_DB,
+        metavar="DB",
+        help=f"largest PSNR loss accepted (default: {MAX_PSNR_LOSS_DB})",
+    )
     return p
 
 
@@ -48,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     """Export, then (if onnxruntime is installed) compare with PyTorch on a small input."""
     if args.output.suffix.lower() != ".onnx":
         raise DualSRError(f"the output should be a .onnx file, got {args.output}")
+    if args.int8 and not (args.calibration and args.validate):
+        raise DualSRError("--int8 needs --calibration DIR and --validate DIR [DIR ...]")
     model = resolve_model(args.model)
+    if args.int8:
+        return _export_int8(model, args)
     path = export_onnx(model, args.output, opset=args.opset, fused=args.graph == "fused")
     print(f"wrote {path} (x{model.scale}, opset {args.opset}, {args.graph} graph)")
     if not args.no_check:
@@ -65,4 +92,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"check: ONNX Runtime vs PyTorch on a 24x20 input, max |diff| = {diff:.2e} (0..255)")
         if diff > 1e-3:
             raise DualSRError(f"the exported model differs from PyTorch by {diff:.3g} (> 1e-3)")
+    return 0
+
+
+def _export_int8(model: DRN, args: argparse.Namespace) -> int:
+    from ..deploy.quantize import quantize_checked
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", opset=args.opset)
+        checks = quantize_checked(
+            fp32, args.output, args.calibration, args.validate, max_loss_db=args.max_psnr_loss
+        )
+    for c in checks:
+        print(
+            f"{c.dataset}: PSNR float32 {c.psnr_fp32:.3f} dB, INT8 {c.psnr_int8:.3f} dB "
+            f"({c.change_db:+.3f} dB)"
+        )
+    print(f"wrote {args.output} (INT8, x{model.scale}, opset {args.opset})")
     return 0

@@ -7,14 +7,19 @@ tail, which produces the image) stay in float32, the usual choice for SR network
 output is compared pixel by pixel. Channel attention, additions and the bicubic resize stay in
 float32.
 
-Whether to use it is a trade-off measured by ``benchmarks/int8.py``: speed-up against PSNR
-change on Set5/Set14. dualsr offers INT8 only where that PSNR loss is at most 0.1 dB, which
-needs trained weights to measure (random weights make the comparison meaningless).
+Whether to use it is a trade-off measured by ``benchmarks/bench_int8.py``: speed-up against
+PSNR change on Set5/Set14. dualsr offers INT8 only where that PSNR loss is at most 0.1 dB:
+:func:`quantize_checked` (``dualsr export --int8``) evaluates both models on validation folders
+and writes the INT8 model only when every folder passes. The check needs trained weights
+(random weights make a PSNR comparison meaningless).
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +114,75 @@ def quantize_onnx(
     quantized.metadata_props.add(key="dualsr_quantization", value="int8-qdq-static")
     onnx.save(quantized, str(out_path))
     return out_path
+
+
+#: The largest PSNR loss (dB) for which dualsr writes an INT8 model.
+MAX_PSNR_LOSS_DB = 0.1
+
+
+@dataclass
+class QuantizationCheck:
+    """PSNR of the float32 and INT8 ONNX models on one validation folder."""
+
+    dataset: str
+    psnr_fp32: float
+    psnr_int8: float
+
+    @property
+    def change_db(self) -> float:
+        """INT8 minus float32 PSNR (negative: INT8 is worse)."""
+        return self.psnr_int8 - self.psnr_fp32
+
+
+def quantize_checked(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    calibration: str | Path,
+    validation: Sequence[str | Path],
+    max_loss_db: float = MAX_PSNR_LOSS_DB,
+    calibration_images: int = 16,
+) -> list[QuantizationCheck]:
+    """Quantize, then keep the INT8 model only if it loses at most ``max_loss_db`` of PSNR.
+
+    Args:
+        fp32_path: an exported float model.
+        out_path: where the INT8 model is written (only when the check passes).
+        calibration: a folder of HR images (or with an ``HR/`` subfolder); LR patches of the first
+            ``calibration_images`` set the activation ranges. Use training images, not the
+            validation sets.
+        validation: folders of HR images evaluated with the papers' protocol (Y channel, border
+            shave = scale) by both models.
+        max_loss_db: the largest PSNR loss allowed on every validation folder.
+
+    Returns the per-folder PSNRs. Raises DualSRError (nothing written) when a folder loses more.
+    """
+    from ..data.image_io import list_images, load_rgb_uint8
+    from ..errors import DualSRError
+    from ..evaluation import evaluate_folder
+    from .onnx import OnnxUpscaler
+
+    calibration = Path(calibration)
+    files = list_images(calibration) or list_images(calibration / "HR")
+    if not files:
+        raise DualSRError(f"no calibration images in {calibration}")
+    fp32 = OnnxUpscaler(fp32_path)
+    hr = [load_rgb_uint8(p) for p in files[:calibration_images]]
+    patches = calibration_patches(hr, fp32.scale, patch=48, per_image=4)
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = quantize_onnx(fp32_path, Path(tmp) / "int8.onnx", patches)
+        int8 = OnnxUpscaler(candidate)
+        checks = []
+        for folder in validation:
+            a = evaluate_folder(fp32, folder)
+            b = evaluate_folder(int8, folder)
+            checks.append(QuantizationCheck(a.dataset, a.psnr, b.psnr))
+        worst = min(checks, key=lambda c: c.change_db)
+        if -worst.change_db > max_loss_db:
+            raise DualSRError(
+                f"INT8 loses {-worst.change_db:.3f} dB of PSNR on {worst.dataset} (more than "
+                f"{max_loss_db} dB): {out_path} not written; use the float32 model"
+            )
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(candidate, out_path)
+    return checks
