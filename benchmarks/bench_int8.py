@@ -26,40 +26,35 @@ import tempfile
 from pathlib import Path
 
 import dualsr
-from dualsr.data.image_io import list_images, load_rgb_uint8
 from dualsr.deploy.bench import run_benchmark
-from dualsr.deploy.onnx import OnnxUpscaler, export_onnx
-from dualsr.deploy.quantize import calibration_patches, quantize_onnx
-from dualsr.evaluation import evaluate_folder
+from dualsr.deploy.onnx import export_onnx
+from dualsr.deploy.quantize import MAX_PSNR_LOSS_DB, quantize_checked
 
 RESULTS = Path(__file__).parent / "results"
-MAX_PSNR_LOSS_DB = 0.1
 
 
 def psnr_change(checkpoint: Path, data: Path, calibration: Path, n_calib: int) -> list[dict]:
     """Per test set: PSNR of the float and INT8 ONNX models and the change."""
     model = dualsr.load_model(checkpoint)
-    files = list_images(calibration if list_images(calibration) else calibration / "HR")
-    hr = [load_rgb_uint8(p) for p in files[:n_calib]]
-    patches = calibration_patches(hr, model.scale, patch=48, per_image=4)
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, Path(tmp) / "fp32.onnx")
-        int8 = quantize_onnx(fp32, Path(tmp) / "int8.onnx", patches)
-        for name in ("Set5", "Set14"):
-            a = evaluate_folder(OnnxUpscaler(fp32), data / name, name=name)
-            b = evaluate_folder(OnnxUpscaler(int8), data / name, name=name)
-            rows.append(
-                {
-                    "dataset": name,
-                    "psnr_fp32": a.psnr,
-                    "psnr_int8": b.psnr,
-                    "change_db": b.psnr - a.psnr,
-                    "ssim_fp32": a.ssim,
-                    "ssim_int8": b.ssim,
-                }
-            )
-    return rows
+        checks = quantize_checked(
+            fp32,
+            Path(tmp) / "int8.onnx",
+            calibration,
+            [data / "Set5", data / "Set14"],
+            max_loss_db=float("inf"),  # report, do not refuse
+            calibration_images=n_calib,
+        )
+    return [
+        {
+            "dataset": c.dataset,
+            "psnr_fp32": c.psnr_fp32,
+            "psnr_int8": c.psnr_int8,
+            "change_db": c.change_db,
+        }
+        for c in checks
+    ]
 
 
 def main() -> None:

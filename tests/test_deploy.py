@@ -257,3 +257,23 @@ def test_int8_quantization_runs_and_keeps_metadata(tmp_path: Path) -> None:
     out = OnnxUpscaler(int8)(img, out_dtype=np.float32)
     assert out.shape == ref.shape
     assert 0 < np.abs(out - ref).mean() < 8  # quantized: close, but not identical
+
+
+def test_int8_export_is_written_only_if_psnr_holds(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pytest.importorskip("onnxruntime")
+    calib, valid = tmp_path / "calib", tmp_path / "valid"
+    for folder, seed in ((calib, 0), (valid, 10)):
+        folder.mkdir()
+        for i in range(2):
+            write_image(folder / f"{i}.png", random_image(32, 28, seed=seed + i))
+    out = tmp_path / "int8.onnx"
+    args = ["export", str(tiny_checkpoint), "-o", str(out), "--int8"]
+    args += ["--calibration", str(calib), "--validate", str(valid)]
+    assert main([*args, "--max-psnr-loss", "-100"]) == 1  # INT8 would have to gain 100 dB
+    assert "not written" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--max-psnr-loss", "100"]) == 0
+    assert "PSNR float32" in capsys.readouterr().out and out.exists()
+    assert OnnxUpscaler(out)(random_image(8, 8)).shape == (32, 32, 3)
+    assert main(["export", str(tiny_checkpoint), "-o", str(out), "--int8"]) == 1  # no folders

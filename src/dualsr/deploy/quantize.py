@@ -16,6 +16,7 @@ and writes the INT8 model only when every folder passes. The check needs trained
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -95,19 +96,23 @@ def quantize_onnx(
     exclude = (convs[:2] + convs[-1:]) if keep_ends and len(convs) > 3 else []
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    quantize_static(
-        str(fp32_path),
-        str(out_path),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["Conv"],
-        per_channel=per_channel,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=exclude,
-        calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"WeightSymmetric": True},
-    )
+    logging.disable(logging.WARNING)  # onnxruntime logs advice through the root logger
+    try:
+        quantize_static(
+            str(fp32_path),
+            str(out_path),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv"],
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"WeightSymmetric": True},
+        )
+    finally:
+        logging.disable(logging.NOTSET)
     quantized = onnx.load(str(out_path))
     for prop in model.metadata_props:  # keep scale and architecture
         quantized.metadata_props.add(key=prop.key, value=prop.value)
