@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shlex
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-import torch
+from _machine import machine
 
 from dualsr.data.dataset import (
     PatchDataset,
@@ -34,21 +31,6 @@ from dualsr.data.dataset import (
 )
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def machine() -> dict:
-    """What the numbers were measured on (the machine is shared: see the load average)."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "loadavg": os.getloadavg(),
-        "command": "python " + shlex.join(sys.argv),
-        "note": "2-core CPU shared with other engineers' jobs; the load average is 1/5/15 min",
-    }
 
 
 def time_loader(dataset: PatchDataset, batch: int, workers: int, batches: int) -> dict:

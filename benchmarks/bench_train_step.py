@@ -18,34 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
+from _machine import machine
 
 import dualsr
 from dualsr.training import load_config, make_trainer, train_step
 from dualsr.training.builders import build_model
 from dualsr.training.distributed import DistInfo
-
-
-def machine() -> dict:
-    """What the numbers were measured on (the machine is shared: see the load average)."""
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "loadavg": os.getloadavg(),
-        "command": "python " + shlex.join(sys.argv),
-        "note": "2-core CPU shared with other engineers' jobs; the load average is 1/5/15 min",
-    }
-
 
 RESULTS = Path(__file__).parent / "results"
 CASES = {
