@@ -123,3 +123,13 @@ def test_mean_shift_is_identity_plus_mean() -> None:
     assert torch.equal(model.sub_mean.weight.flatten(), torch.eye(3).flatten())
     assert torch.allclose(model.sub_mean.bias, -255 * torch.tensor([0.4488, 0.4371, 0.4040]))
     assert torch.allclose(model.add_mean.bias, -model.sub_mean.bias)
+
+
+def test_public_api_names_all_resolve() -> None:
+    """Every name in ``dualsr.__all__`` resolves, the lazy pipeline entry points included."""
+    for name in dualsr.__all__:
+        assert getattr(dualsr, name) is not None, name
+    assert dualsr.train is __import__("dualsr.training", fromlist=["train"]).train
+    assert "prune_model" in dir(dualsr)
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        dualsr.no_such_thing  # noqa: B018

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 import dualsr
+from dualsr.compression import greedy, prune
+from dualsr.compression.criteria import Criterion, get_criterion
 from dualsr.compression.layers import ChannelMasks, SearchedLayer, hard_masks, searched_layers
 from dualsr.compression.prune import (
     LayerObjective,
@@ -229,3 +231,77 @@ def test_feature_stats_reproduce_the_consumer_output() -> None:
         assert torch.allclose(
             stats.contributions().sum(1), stats.sampled_targets(), rtol=1e-4, atol=1e-3
         )
+
+
+def test_the_greedy_names_stay_importable_from_prune() -> None:
+    for name in (
+        "LayerObjective",
+        "LayerMoments",
+        "accumulate_gradient",
+        "local_sgd",
+        "batch_gradients",
+        "collect_moments",
+        "DEFAULT_GREEDY",
+        "DEFAULT_CHANNELS_PER_PASS",
+        "LOCAL_LR",
+        "LOCAL_MOMENTUM",
+    ):
+        assert getattr(prune, name) is getattr(greedy, name), name
+    assert set(prune.__all__) <= set(dir(prune))
+
+
+def _greedy_setup(index: int = 3) -> tuple:
+    model, duals = _tiny()
+    work = dualsr.DRN(4, 4, 1).eval().requires_grad_(False)
+    work.load_state_dict(model.state_dict())
+    batches = [_pyramid(seed=1), _pyramid(seed=2)]
+    layer = searched_layers(work)[index]
+    targets = teacher_features(model, searched_layers(model)[index], batches)
+    pretrained = searched_layers(model)[index].consumer.weight.detach()
+    return work, duals, layer, pretrained, batches, targets
+
+
+@pytest.mark.parametrize("variant", ["passes", "moments"])
+def test_select_greedy_keeps_warm_started_slices_and_counts_its_passes(variant: str) -> None:
+    work, duals, layer, pretrained, batches, targets = _greedy_setup()
+    opts = PruneOptions(greedy=variant, channels_per_pass=3, local_epochs=0, final_epochs=0)
+    keep, cost = greedy.select_greedy(
+        work, layer, pretrained, duals, 5, batches, targets, get_criterion("drc"), opts
+    )
+    assert len(keep) == 5 and keep == sorted(keep)
+    w = layer.consumer.weight
+    assert not w.requires_grad and w.grad is None
+    assert torch.equal(w[:, keep], pretrained[:, keep])  # no local SGD: the warm start only
+    assert not w[:, [j for j in range(layer.width) if j not in keep]].any()
+    assert cost.local_passes == 0 and cost.loss is not None
+    if variant == "passes":  # steps of 3 and 2 units, one gradient pass each
+        assert (cost.gradient_passes, cost.moment_passes) == (2, 0)
+    else:  # one SR-gradient pass and one moments pass for the layer
+        assert (cost.gradient_passes, cost.moment_passes) == (1, 1)
+
+
+@pytest.mark.parametrize("variant", ["passes", "moments"])
+def test_select_greedy_freezes_the_weight_again_when_it_fails(variant: str) -> None:
+    work, duals, layer, pretrained, batches, targets = _greedy_setup()
+
+    def broken(grad: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("scoring failed")
+
+    criterion = Criterion("broken", "gradients", broken, "raises", dual=True)
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        greedy.select_greedy(
+            work,
+            layer,
+            pretrained,
+            duals,
+            2,
+            batches,
+            targets,
+            criterion,
+            PruneOptions(greedy=variant),
+        )
+    w = layer.consumer.weight
+    assert not w.requires_grad and w.grad is None
+    assert not w.any()  # zeroed at the start, nothing selected
+    # the objectives' and the moments' hooks are gone
+    assert not layer.consumer._forward_hooks and not layer.consumer._forward_pre_hooks

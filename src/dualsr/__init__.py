@@ -8,7 +8,22 @@ The public API::
     outputs = model(lr)                               # [LR, 2x, ..., SR] in [0, 255]
     lr = dualsr.imresize(hr, 1 / 4)                   # MATLAB-compatible bicubic
     print(dualsr.psnr(sr, hr, crop_border=4), dualsr.ssim(sr, hr, crop_border=4))
+
+The pipeline stages, one entry point each (imported on first use, so ``import dualsr`` stays
+light)::
+
+    result = dualsr.train(dualsr.load_config("configs/cpu-drn-x4.yaml"))   # training
+    found = dualsr.search_channels(model, duals, train, val, target_rate=0.5)  # search
+    pruned = dualsr.prune_model(model, duals, found.channel_config, batches).model  # prune
+    dualsr.finetune(dualsr.finetune_config("pruned.safetensors", "runs/ft", ["T91"]))
+    results = dualsr.evaluate(dualsr.TorchUpscaler(model), ["Set5"])     # evaluation
+    print(dualsr.profile_model(model, (180, 320)))                        # deployment: profile
+    fast = dualsr.fuse_for_inference(model)                               # fast CPU path
+    dualsr.export_onnx(model, "model.onnx")                               # export
 """
+
+from importlib import import_module
+from typing import Any
 
 from .checkpoint import Checkpoint, load_checkpoint, load_model, save_model
 from .data.imresize import imresize, imresize_torch
@@ -28,6 +43,39 @@ from .models import (
 
 __version__ = "0.1.0"
 
+# name -> submodule, for the pipeline entry points loaded on first access
+_LAZY = {
+    "load_config": ".training",
+    "train": ".training",
+    "TrainConfig": ".training",
+    "search_channels": ".compression.search",
+    "prune_model": ".compression.prune",
+    "finetune": ".compression.finetune",
+    "finetune_config": ".compression.finetune",
+    "evaluate": ".evaluation",
+    "TiledUpscaler": ".inference",
+    "resolve_model": ".pretrained",
+    "profile_model": ".profiling",
+    "count_macs": ".profiling",
+    "fuse_for_inference": ".deploy.fused",
+    "export_onnx": ".deploy.onnx",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a pipeline entry point (see ``_LAZY``) the first time it is used."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dualsr' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "DRN",
     "PRESETS",
@@ -40,19 +88,33 @@ __all__ = [
     "DualSRError",
     "ImageError",
     "LossTerms",
+    "TiledUpscaler",
     "TorchUpscaler",
+    "TrainConfig",
     "__version__",
+    "count_macs",
     "count_parameters",
     "create_duals",
     "create_model",
+    "evaluate",
+    "export_onnx",
+    "finetune",
+    "finetune_config",
+    "fuse_for_inference",
     "imresize",
     "imresize_torch",
     "load_checkpoint",
+    "load_config",
     "load_model",
+    "profile_model",
+    "prune_model",
     "psnr",
     "read_channel_config",
+    "resolve_model",
     "rgb_to_y",
     "save_model",
+    "search_channels",
     "self_ensemble",
     "ssim",
+    "train",
 ]

@@ -9,36 +9,22 @@ official order; earlier layers are already pruned (their removed units' consumer
 zero, which computes exactly what masking or removing them computes), later ones are still full.
 Finally :func:`dualsr.compression.layers.slim` removes the zeroed units physically.
 
-For the gradient methods (``drc``, ``dcp``), per layer, as in DCP (Zhuang et al. 2018) and the DRC
-paper (PAPER_FACTS.md, "Stage 2"), with ``W`` the weight of the layer's consumer conv:
-
-1. start with no unit selected: ``W = 0``;
-2. accumulate, over the pruning data, the gradient w.r.t. ``W`` of
-   ``MSE(original consumer output, pruned consumer output) + gamma * (primal + lambda * dual)``;
-3. score every unselected unit ``j`` by the Frobenius norm of ``grad[:, j]``; select the best
-   (``channels_per_pass`` of them) and warm-start their slices from the pretrained weights;
-4. one epoch of SGD on the selected slices (Nesterov, momentum 0.9, lr 5e-5);
-5. repeat until the layer holds its configured number of units.
-
-``greedy="passes"`` runs this literally: each step costs a gradient pass and a local-SGD epoch
-over the data (with ``channels_per_pass=1``, the paper's loop: two passes per kept channel).
-
-``greedy="moments"`` (the default) gives the same steps without most passes. The layer's input
-does not depend on ``W``, so the reconstruction term is a quadratic in ``W`` whose gradient is
-exactly ``scale * (W G - C)`` with ``G`` the second moment of the input patches and ``C`` their
-cross moment with the original outputs (:class:`LayerMoments`, one truncated pass per layer).
-Scoring and every local-SGD step then use that exact gradient plus the SR term's per-batch
-gradient from a real pass (made once per layer, or every ``refresh`` steps); a real local-SGD
-epoch on the whole loss (``final_epochs``) ends the layer. With ``gamma = 0`` this reproduces the
-paper's loop exactly; benchmarks/bench_greedy.py measures both (docs/compression-prune.md).
+How a layer's units are chosen depends on the method's criterion
+(:mod:`dualsr.compression.criteria`): ``l1`` and ``uniform`` from the weights alone; ``thinet``
+and ``cp`` from sampled consumer inputs and original outputs (:func:`collect_feature_stats`);
+``drc`` and ``dcp`` with the gradient-based greedy loop of :mod:`dualsr.compression.greedy`
+(:func:`~dualsr.compression.greedy.select_greedy`, in its paper's-loop or moments variant).
 
 The original model's consumer outputs are computed once per layer (a forward pass truncated at
-that layer) and kept in memory for the layer's passes.
+that layer, :func:`teacher_features`) and kept in memory for the layer's passes.
+
+The greedy's building blocks (:class:`LayerObjective`, :func:`accumulate_gradient`,
+:func:`local_sgd`, :func:`batch_gradients`, :class:`LayerMoments`, :func:`collect_moments`) and
+defaults live in :mod:`dualsr.compression.greedy` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -51,19 +37,51 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, DualSRError
-from ..losses import DualRegressionLoss
 from ..models.drn import DRN, DualModels
-from .criteria import Criterion, FeatureStats, get_criterion, top_units
+from .criteria import FeatureStats, get_criterion, top_units
+from .greedy import (
+    DEFAULT_CHANNELS_PER_PASS,
+    DEFAULT_GREEDY,
+    LOCAL_LR,
+    LOCAL_MOMENTUM,
+    LayerMoments,
+    LayerObjective,
+    Pyramid,
+    _forward_until_stop,
+    _Stop,
+    accumulate_gradient,
+    batch_gradients,
+    collect_moments,
+    local_sgd,
+    select_greedy,
+)
 from .layers import SearchedLayer, searched_layers, slim
 
-Pyramid = Sequence[torch.Tensor]
+__all__ = [
+    "DEFAULT_CHANNELS_PER_PASS",
+    "DEFAULT_FEATURE_SAMPLES",
+    "DEFAULT_GREEDY",
+    "LOCAL_LR",
+    "LOCAL_MOMENTUM",
+    "LayerMoments",
+    "LayerObjective",
+    "LayerReport",
+    "PruneOptions",
+    "PruneResult",
+    "PruneStats",
+    "Pyramid",
+    "accumulate_gradient",
+    "batch_gradients",
+    "check_batches",
+    "check_channel_config",
+    "collect_feature_stats",
+    "collect_moments",
+    "local_sgd",
+    "prune_masked",
+    "prune_model",
+    "teacher_features",
+]
 
-#: The greedy's defaults (docs/compression-prune.md has the measurements behind them).
-DEFAULT_GREEDY: Literal["moments", "passes"] = "moments"
-DEFAULT_CHANNELS_PER_PASS = 1
-#: Local SGD of the selected slices (the paper's values).
-LOCAL_LR = 5e-5
-LOCAL_MOMENTUM = 0.9
 #: Positions sampled per layer for the feature criteria (ThiNet, CP).
 DEFAULT_FEATURE_SAMPLES = 4096
 
@@ -185,20 +203,10 @@ def check_batches(model: DRN, batches: Sequence[Pyramid]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Forward-pass helpers
+# The original model's outputs; statistics for the feature criteria (thinet, cp)
 # ----------------------------------------------------------------------------------------------
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass once the needed tensor is captured."""
-
-
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def _forward_until_stop(model: nn.Module, lr: torch.Tensor) -> None:
-    """Run ``model`` for the side effects of its hooks; a hook may end the pass early."""
-    with contextlib.suppress(_Stop):
-        model(lr)
 
 
 def teacher_features(
@@ -222,272 +230,6 @@ def teacher_features(
     finally:
         handle.remove()
     return captured
-
-
-class LayerObjective:
-    """The pruning loss of one searched layer of the network being pruned.
-
-    ``loss = mse_weight * MSE(original consumer output, pruned consumer output)
-    + gamma * (primal + dual_weight * dual)`` (the dual term only when ``duals`` is given;
-    ``mse_weight`` is 1 except for the SR-only passes of the moments greedy). With ``gamma == 0``
-    the forward pass stops at the layer. Use as a context manager (it hooks the consumer conv).
-    """
-
-    def __init__(
-        self,
-        model: DRN,
-        layer: SearchedLayer,
-        duals: DualModels | None,
-        gamma: float = 1.0,
-        dual_weight: float = 0.1,
-        mse_weight: float = 1.0,
-    ) -> None:
-        self.model = model
-        self.layer = layer
-        self.duals = duals
-        self.gamma = float(gamma)
-        self.mse_weight = float(mse_weight)
-        self.sr_loss = DualRegressionLoss(dual_weight, use_dual=duals is not None)
-        self._output: torch.Tensor | None = None
-        self._handle = None
-
-    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        self._output = output
-        if self.gamma == 0:
-            raise _Stop
-
-    def __enter__(self) -> LayerObjective:
-        self._handle = self.layer.consumer.register_forward_hook(self._hook)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-
-    def __call__(self, pyramid: Pyramid, target: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """(total loss, reconstruction MSE) on one batch; ``target`` = original consumer output."""
-        self._output = None
-        try:
-            outputs = self.model(pyramid[0])
-        except _Stop:
-            outputs = None
-        assert self._output is not None, "the layer's consumer conv did not run"
-        recon = F.mse_loss(self._output, target)
-        total = self.mse_weight * recon
-        if self.gamma and outputs is not None:
-            dual_outputs = self.duals(outputs) if self.duals is not None else None
-            total = total + self.gamma * self.sr_loss(outputs, list(pyramid), dual_outputs).total
-        return total, float(recon.detach())
-
-
-def accumulate_gradient(
-    objective: LayerObjective, batches: Sequence[Pyramid], targets: Sequence[torch.Tensor]
-) -> tuple[torch.Tensor, float]:
-    """Sum over the batches of d loss / d consumer weight (one gradient pass); mean MSE."""
-    weight = objective.layer.consumer.weight
-    weight.grad = None
-    recon = 0.0
-    for pyramid, target in zip(batches, targets, strict=True):
-        loss, mse = objective(pyramid, target)
-        loss.backward()
-        recon += mse
-    assert weight.grad is not None
-    grad = weight.grad.detach().clone()
-    weight.grad = None
-    return grad, recon / len(batches)
-
-
-def local_sgd(
-    objective: LayerObjective,
-    batches: Sequence[Pyramid],
-    targets: Sequence[torch.Tensor],
-    selected: torch.Tensor,
-    epochs: int = 1,
-    lr: float = LOCAL_LR,
-) -> float:
-    """SGD (Nesterov, momentum 0.9) on the selected slices of the consumer weight.
-
-    Unselected slices get no update (their gradient is masked), so they stay zero. Returns the
-    mean reconstruction MSE of the last epoch.
-    """
-    weight = objective.layer.consumer.weight
-    mask = selected.to(weight.dtype).view(1, -1, 1, 1)
-    opt = torch.optim.SGD([weight], lr=lr, momentum=LOCAL_MOMENTUM, nesterov=True)
-    recon = math.nan
-    for _ in range(epochs):
-        total = 0.0
-        for pyramid, target in zip(batches, targets, strict=True):
-            opt.zero_grad(set_to_none=True)
-            loss, mse = objective(pyramid, target)
-            loss.backward()
-            weight.grad.mul_(mask)
-            opt.step()
-            total += mse
-        recon = total / len(batches)
-    weight.grad = None
-    return recon
-
-
-def batch_gradients(
-    objective: LayerObjective, batches: Sequence[Pyramid], targets: Sequence[torch.Tensor]
-) -> list[torch.Tensor]:
-    """d loss / d consumer weight on each batch separately (one gradient pass)."""
-    weight = objective.layer.consumer.weight
-    grads = []
-    for pyramid, target in zip(batches, targets, strict=True):
-        weight.grad = None
-        loss, _ = objective(pyramid, target)
-        loss.backward()
-        assert weight.grad is not None
-        grads.append(weight.grad.detach().clone())
-    weight.grad = None
-    return grads
-
-
-@dataclass
-class LayerMoments:
-    """Second moments of one layer's consumer inputs, for exact re-scoring without data passes.
-
-    With ``P_b`` the consumer's input patches of batch ``b`` (one row per output position, one
-    column per weight entry, ``D = C*kh*kw``) and ``R_b`` the original outputs minus the bias:
-    ``gram[b] = P_b^T P_b`` (D x D), ``cross[b] = R_b^T P_b`` (O x D), ``sq[b] = |R_b|^2`` and
-    ``scale[b] = 2 / (output elements)``. For a consumer weight ``W`` (``O x D``), the gradient
-    of ``MSE(pruned output, original output)`` on batch ``b`` is exactly
-    ``scale[b] (W gram[b] - cross[b])``, and the MSE is
-    ``scale[b] / 2 (sq - 2 <W, cross> + <W gram, W>)``, because the layer's input does not depend
-    on its own weight.
-    """
-
-    gram: list[torch.Tensor]
-    cross: list[torch.Tensor]
-    sq: list[float]
-    scale: list[float]
-
-    def gradient(self, weight: torch.Tensor, batch: int | None = None) -> torch.Tensor:
-        """The exact MSE gradient for ``weight`` (O x D) on one batch, or summed over all."""
-        w = weight.detach().flatten(1).to(self.gram[0].dtype)
-        parts = range(len(self.gram)) if batch is None else [batch]
-        g = sum(self.scale[b] * (w @ self.gram[b] - self.cross[b]) for b in parts)
-        return g.to(weight.dtype).view_as(weight)  # type: ignore[union-attr]
-
-    def mse(self, weight: torch.Tensor) -> float:
-        """The mean (over batches) reconstruction MSE for ``weight``."""
-        w = weight.detach().flatten(1).to(self.gram[0].dtype)
-        total = 0.0
-        for gram, cross, sq, scale in zip(self.gram, self.cross, self.sq, self.scale, strict=True):
-            total += scale / 2 * (sq - 2 * float((w * cross).sum()) + float((w @ gram * w).sum()))
-        return total / len(self.gram)
-
-
-def collect_moments(
-    model: DRN,
-    layer: SearchedLayer,
-    teacher_outputs: Sequence[torch.Tensor],
-    batches: Sequence[Pyramid],
-) -> LayerMoments:
-    """The :class:`LayerMoments` of ``layer`` in ``model`` (one forward pass, truncated there)."""
-    conv = layer.consumer
-    captured: list[torch.Tensor] = []
-
-    def pre_hook(module: nn.Module, inputs: tuple) -> None:
-        captured.append(inputs[0].detach())
-        raise _Stop
-
-    grams, crosses, sqs, scales = [], [], [], []
-    handle = conv.register_forward_pre_hook(pre_hook)
-    try:
-        with torch.no_grad():
-            for pyramid, y in zip(batches, teacher_outputs, strict=True):
-                captured.clear()
-                _forward_until_stop(model, pyramid[0])
-                x = captured[0]
-                r = y - conv.bias.view(1, -1, 1, 1) if conv.bias is not None else y
-                d = conv.weight[0].numel()
-                gram = torch.zeros(d, d, dtype=torch.float64, device=x.device)
-                cross = torch.zeros(r.shape[1], d, dtype=torch.float64, device=x.device)
-                for i in range(x.shape[0]):  # one image at a time bounds the unfold's memory
-                    p = F.unfold(
-                        x[i : i + 1], conv.kernel_size, conv.dilation, conv.padding, conv.stride
-                    )[0]
-                    gram += (p @ p.T).double()
-                    cross += (r[i].flatten(1) @ p.T).double()
-                grams.append(gram)
-                crosses.append(cross)
-                sqs.append(float(r.double().pow(2).sum()))
-                scales.append(2.0 / y.numel())
-    finally:
-        handle.remove()
-    return LayerMoments(grams, crosses, sqs, scales)
-
-
-def _moments_layer(
-    moments: LayerMoments,
-    sr_objective: LayerObjective | None,
-    full_objective: LayerObjective,
-    pretrained: torch.Tensor,
-    n_keep: int,
-    batches: Sequence[Pyramid],
-    targets: Sequence[torch.Tensor],
-    criterion: Criterion,
-    options: PruneOptions,
-    report: LayerReport,
-) -> list[int]:
-    """The greedy loop with the MSE part of every gradient computed exactly from moments.
-
-    Scoring and the local SGD use ``moments`` for the reconstruction term and, for the SR term
-    (``sr_objective``), per-batch gradients from a real pass, refreshed every ``options.refresh``
-    selection steps (once per layer by default). ``options.final_epochs`` real epochs of local
-    SGD on the whole loss end the layer.
-    """
-    weight = full_objective.layer.consumer.weight
-    selected = torch.zeros(weight.shape[1], dtype=torch.bool, device=weight.device)
-    with torch.no_grad():
-        weight.zero_()
-    weight.requires_grad_(True)
-    sr_grads: list[torch.Tensor] | None = None
-    since_refresh = 0
-    try:
-        while int(selected.sum()) < n_keep:
-            stale = options.refresh is not None and since_refresh >= options.refresh
-            if sr_objective is not None and (sr_grads is None or stale):
-                sr_grads = batch_gradients(sr_objective, batches, targets)
-                report.gradient_passes += 1
-                since_refresh = 0
-            grad = moments.gradient(weight)
-            if sr_grads is not None:
-                grad = grad + sum(sr_grads)
-            scores = criterion(grad).to("cpu", torch.float64)
-            scores[selected.cpu()] = -math.inf
-            step = min(options.channels_per_pass, n_keep - int(selected.sum()))
-            new = top_units(scores, step)
-            selected[new] = True
-            with torch.no_grad():
-                weight[:, new] = pretrained[:, new]  # warm start
-            mask = selected.to(weight.dtype).view(1, -1, 1, 1)
-            if options.local_epochs > 0:
-                opt = torch.optim.SGD(
-                    [weight], lr=options.local_lr, momentum=LOCAL_MOMENTUM, nesterov=True
-                )
-                for _ in range(options.local_epochs):
-                    for b in range(len(batches)):
-                        g = moments.gradient(weight, b)
-                        if sr_grads is not None:
-                            g = g + sr_grads[b]
-                        weight.grad = g * mask
-                        opt.step()
-                weight.grad = None
-            since_refresh += 1
-        report.loss = moments.mse(weight)
-        if options.final_epochs > 0:
-            report.loss = local_sgd(
-                full_objective, batches, targets, selected, options.final_epochs, options.local_lr
-            )
-            report.local_passes += options.final_epochs
-    finally:
-        weight.requires_grad_(False)
-        weight.grad = None
-    return [int(j) for j in torch.nonzero(selected).flatten()]
 
 
 def collect_feature_stats(
@@ -545,54 +287,15 @@ def collect_feature_stats(
     )
 
 
+def _feature_mse(stats: FeatureStats, weight: torch.Tensor, keep: list[int]) -> float:
+    """Reconstruction MSE on the sampled positions with the kept slices of ``weight``."""
+    pred = stats.patches[:, keep].flatten(1) @ weight[:, keep].flatten(1).T
+    return float(F.mse_loss(pred, stats.targets))
+
+
 # ----------------------------------------------------------------------------------------------
 # The pruning loop
 # ----------------------------------------------------------------------------------------------
-def _zero_unkept(conv: nn.Conv2d, keep: Sequence[int]) -> None:
-    mask = torch.zeros(conv.in_channels, dtype=torch.bool, device=conv.weight.device)
-    mask[list(keep)] = True
-    with torch.no_grad():
-        conv.weight[:, ~mask] = 0
-
-
-def _greedy_layer(
-    objective: LayerObjective,
-    pretrained: torch.Tensor,
-    n_keep: int,
-    batches: Sequence[Pyramid],
-    targets: Sequence[torch.Tensor],
-    criterion: Criterion,
-    options: PruneOptions,
-    report: LayerReport,
-) -> list[int]:
-    """The paper's greedy loop: a real gradient pass and a real local-SGD epoch per step."""
-    weight = objective.layer.consumer.weight
-    selected = torch.zeros(weight.shape[1], dtype=torch.bool, device=weight.device)
-    with torch.no_grad():
-        weight.zero_()  # no unit selected yet
-    weight.requires_grad_(True)
-    try:
-        while int(selected.sum()) < n_keep:
-            grad, report.loss = accumulate_gradient(objective, batches, targets)
-            report.gradient_passes += 1
-            scores = criterion(grad).to("cpu", torch.float64)
-            scores[selected.cpu()] = -math.inf
-            step = min(options.channels_per_pass, n_keep - int(selected.sum()))
-            new = top_units(scores, step)
-            selected[new] = True
-            with torch.no_grad():
-                weight[:, new] = pretrained[:, new]  # warm start
-            if options.local_epochs > 0:
-                report.loss = local_sgd(
-                    objective, batches, targets, selected, options.local_epochs, options.local_lr
-                )
-                report.local_passes += options.local_epochs
-    finally:
-        weight.requires_grad_(False)
-        weight.grad = None
-    return [int(j) for j in torch.nonzero(selected).flatten()]
-
-
 @dataclass(frozen=True)
 class PruneOptions:
     """Everything :func:`prune_model` can be told besides the model, configuration and data.
@@ -626,6 +329,13 @@ class PruneOptions:
             raise ConfigError("gamma, the dual weight and the local lr must be >= 0")
         if self.feature_samples < 1:
             raise ConfigError(f"feature samples must be >= 1, got {self.feature_samples}")
+
+
+def _zero_unkept(conv: nn.Conv2d, keep: Sequence[int]) -> None:
+    mask = torch.zeros(conv.in_channels, dtype=torch.bool, device=conv.weight.device)
+    mask[list(keep)] = True
+    with torch.no_grad():
+        conv.weight[:, ~mask] = 0
 
 
 def prune_masked(
@@ -679,19 +389,14 @@ def prune_masked(
                 targets = teacher_features(teacher, tlayer, data)
                 stats.teacher_passes += 1
                 if criterion.needs == "gradients":
-                    kept = _prune_layer_greedy(
-                        work,
-                        layer,
-                        tlayer,
-                        dual_copy,
-                        n_keep,
-                        data,
-                        targets,
-                        criterion,
-                        opts,
-                        report,
-                        stats,
+                    pretrained = tlayer.consumer.weight.detach()
+                    kept, cost = select_greedy(
+                        work, layer, pretrained, dual_copy, n_keep, data, targets, criterion, opts
                     )
+                    report.gradient_passes = cost.gradient_passes
+                    report.local_passes = cost.local_passes
+                    report.loss = cost.loss
+                    stats.feature_passes += cost.moment_passes
                 else:
                     feats = collect_feature_stats(
                         work, layer, tlayer, targets, data, opts.feature_samples, generator
@@ -714,41 +419,6 @@ def prune_masked(
                 progress(report)
     stats.seconds = time.perf_counter() - start
     return PruneResult(work, keep, stats)
-
-
-def _prune_layer_greedy(
-    work: DRN,
-    layer: SearchedLayer,
-    tlayer: SearchedLayer,
-    duals: DualModels | None,
-    n_keep: int,
-    data: Sequence[Pyramid],
-    targets: Sequence[torch.Tensor],
-    criterion: Criterion,
-    opts: PruneOptions,
-    report: LayerReport,
-    stats: PruneStats,
-) -> list[int]:
-    """Run the configured greedy loop (``opts.greedy``) on one layer of ``work``."""
-    pretrained = tlayer.consumer.weight.detach()
-    duals = duals if criterion.dual else None
-    args = (pretrained, n_keep, data, targets, criterion, opts, report)
-    with LayerObjective(work, layer, duals, opts.gamma, opts.dual_weight) as objective:
-        if opts.greedy == "passes":
-            return _greedy_layer(objective, *args)
-        moments = collect_moments(work, layer, targets, data)
-        stats.feature_passes += 1
-        if opts.gamma == 0:  # no SR term: every gradient comes from the moments
-            return _moments_layer(moments, None, objective, *args)
-        sr_only = LayerObjective(work, layer, duals, opts.gamma, opts.dual_weight, mse_weight=0)
-        with sr_only:
-            return _moments_layer(moments, sr_only, objective, *args)
-
-
-def _feature_mse(stats: FeatureStats, weight: torch.Tensor, keep: list[int]) -> float:
-    """Reconstruction MSE on the sampled positions with the kept slices of ``weight``."""
-    pred = stats.patches[:, keep].flatten(1) @ weight[:, keep].flatten(1).T
-    return float(F.mse_loss(pred, stats.targets))
 
 
 def prune_model(

@@ -1,0 +1,501 @@
+"""Gradient-based greedy channel selection for one searched layer (``drc``, ``dcp``).
+
+Per layer, as in DCP (Zhuang et al. 2018) and the DRC paper (PAPER_FACTS.md, "Stage 2"), with
+``W`` the weight of the layer's consumer conv:
+
+1. start with no unit selected: ``W = 0``;
+2. accumulate, over the pruning data, the gradient w.r.t. ``W`` of
+   ``MSE(original consumer output, pruned consumer output) + gamma * (primal + lambda * dual)``
+   (:class:`LayerObjective`);
+3. score every unselected unit ``j`` by the Frobenius norm of ``grad[:, j]``; select the best
+   (``channels_per_pass`` of them) and warm-start their slices from the pretrained weights;
+4. one epoch of SGD on the selected slices (Nesterov, momentum 0.9, lr 5e-5);
+5. repeat until the layer holds its configured number of units.
+
+Two variants share steps 1, 3 and 5 and differ in where the gradients of steps 2 and 4 come from:
+
+``greedy="passes"`` runs the loop literally: each step costs a gradient pass and a local-SGD
+epoch over the data (with ``channels_per_pass=1``, the paper's loop: two passes per kept channel).
+
+``greedy="moments"`` (the default) gives the same steps without most passes. The layer's input
+does not depend on ``W``, so the reconstruction term is a quadratic in ``W`` whose gradient is
+exactly ``scale * (W G - C)`` with ``G`` the second moment of the input patches and ``C`` their
+cross moment with the original outputs (:class:`LayerMoments`, one truncated pass per layer).
+Scoring and every local-SGD step then use that exact gradient plus the SR term's per-batch
+gradient from a real pass (made once per layer, or every ``refresh`` steps); a real local-SGD
+epoch on the whole loss (``final_epochs``) ends the layer. With ``gamma = 0`` this reproduces the
+paper's loop exactly; benchmarks/bench_greedy.py measures both (docs/compression-prune.md).
+
+:func:`select_greedy` runs the configured variant on one layer; the layer-by-layer driver is
+:func:`dualsr.compression.prune.prune_model`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..losses import DualRegressionLoss
+from ..models.drn import DRN, DualModels
+from .criteria import Criterion, top_units
+from .layers import SearchedLayer
+
+Pyramid = Sequence[torch.Tensor]
+
+#: The greedy's defaults (docs/compression-prune.md has the measurements behind them).
+DEFAULT_GREEDY: Literal["moments", "passes"] = "moments"
+DEFAULT_CHANNELS_PER_PASS = 1
+#: Local SGD of the selected slices (the paper's values).
+LOCAL_LR = 5e-5
+LOCAL_MOMENTUM = 0.9
+
+
+class GreedyOptions(Protocol):
+    """The settings :func:`select_greedy` reads (:class:`~dualsr.compression.prune.PruneOptions`
+    has them; see :func:`~dualsr.compression.prune.prune_model` for their meaning)."""
+
+    @property
+    def greedy(self) -> Literal["moments", "passes"]: ...
+    @property
+    def gamma(self) -> float: ...
+    @property
+    def dual_weight(self) -> float: ...
+    @property
+    def channels_per_pass(self) -> int: ...
+    @property
+    def local_epochs(self) -> int: ...
+    @property
+    def local_lr(self) -> float: ...
+    @property
+    def refresh(self) -> int | None: ...
+    @property
+    def final_epochs(self) -> int: ...
+
+
+@dataclass
+class GreedyCost:
+    """What the greedy selection of one layer cost, and the reconstruction MSE it ended with.
+
+    ``gradient_passes`` and ``local_passes`` are full forward/backward passes over the pruning
+    data; ``moment_passes`` are the truncated passes that collect :class:`LayerMoments`.
+    """
+
+    gradient_passes: int = 0
+    local_passes: int = 0
+    moment_passes: int = 0
+    loss: float | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Forward-pass helpers (shared with the feature criteria of the driver)
+# ----------------------------------------------------------------------------------------------
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the needed tensor is captured."""
+
+
+def _forward_until_stop(model: nn.Module, lr: torch.Tensor) -> None:
+    """Run ``model`` for the side effects of its hooks; a hook may end the pass early."""
+    with contextlib.suppress(_Stop):
+        model(lr)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gradients from real passes
+# ----------------------------------------------------------------------------------------------
+class LayerObjective:
+    """The pruning loss of one searched layer of the network being pruned.
+
+    ``loss = mse_weight * MSE(original consumer output, pruned consumer output)
+    + gamma * (primal + dual_weight * dual)`` (the dual term only when ``duals`` is given;
+    ``mse_weight`` is 1 except for the SR-only passes of the moments greedy). With ``gamma == 0``
+    the forward pass stops at the layer. Use as a context manager (it hooks the consumer conv).
+    """
+
+    def __init__(
+        self,
+        model: DRN,
+        layer: SearchedLayer,
+        duals: DualModels | None,
+        gamma: float = 1.0,
+        dual_weight: float = 0.1,
+        mse_weight: float = 1.0,
+    ) -> None:
+        self.model = model
+        self.layer = layer
+        self.duals = duals
+        self.gamma = float(gamma)
+        self.mse_weight = float(mse_weight)
+        self.sr_loss = DualRegressionLoss(dual_weight, use_dual=duals is not None)
+        self._output: torch.Tensor | None = None
+        self._handle = None
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        self._output = output
+        if self.gamma == 0:
+            raise _Stop
+
+    def __enter__(self) -> LayerObjective:
+        self._handle = self.layer.consumer.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def __call__(self, pyramid: Pyramid, target: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """(total loss, reconstruction MSE) on one batch; ``target`` = original consumer output."""
+        self._output = None
+        try:
+            outputs = self.model(pyramid[0])
+        except _Stop:
+            outputs = None
+        assert self._output is not None, "the layer's consumer conv did not run"
+        recon = F.mse_loss(self._output, target)
+        total = self.mse_weight * recon
+        if self.gamma and outputs is not None:
+            dual_outputs = self.duals(outputs) if self.duals is not None else None
+            total = total + self.gamma * self.sr_loss(outputs, list(pyramid), dual_outputs).total
+        return total, float(recon.detach())
+
+
+def accumulate_gradient(
+    objective: LayerObjective, batches: Sequence[Pyramid], targets: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, float]:
+    """Sum over the batches of d loss / d consumer weight (one gradient pass); mean MSE."""
+    weight = objective.layer.consumer.weight
+    weight.grad = None
+    recon = 0.0
+    for pyramid, target in zip(batches, targets, strict=True):
+        loss, mse = objective(pyramid, target)
+        loss.backward()
+        recon += mse
+    assert weight.grad is not None
+    grad = weight.grad.detach().clone()
+    weight.grad = None
+    return grad, recon / len(batches)
+
+
+def local_sgd(
+    objective: LayerObjective,
+    batches: Sequence[Pyramid],
+    targets: Sequence[torch.Tensor],
+    selected: torch.Tensor,
+    epochs: int = 1,
+    lr: float = LOCAL_LR,
+) -> float:
+    """SGD (Nesterov, momentum 0.9) on the selected slices of the consumer weight.
+
+    Unselected slices get no update (their gradient is masked), so they stay zero. Returns the
+    mean reconstruction MSE of the last epoch.
+    """
+    weight = objective.layer.consumer.weight
+    mask = selected.to(weight.dtype).view(1, -1, 1, 1)
+    opt = torch.optim.SGD([weight], lr=lr, momentum=LOCAL_MOMENTUM, nesterov=True)
+    recon = math.nan
+    for _ in range(epochs):
+        total = 0.0
+        for pyramid, target in zip(batches, targets, strict=True):
+            opt.zero_grad(set_to_none=True)
+            loss, mse = objective(pyramid, target)
+            loss.backward()
+            weight.grad.mul_(mask)
+            opt.step()
+            total += mse
+        recon = total / len(batches)
+    weight.grad = None
+    return recon
+
+
+def batch_gradients(
+    objective: LayerObjective, batches: Sequence[Pyramid], targets: Sequence[torch.Tensor]
+) -> list[torch.Tensor]:
+    """d loss / d consumer weight on each batch separately (one gradient pass)."""
+    weight = objective.layer.consumer.weight
+    grads = []
+    for pyramid, target in zip(batches, targets, strict=True):
+        weight.grad = None
+        loss, _ = objective(pyramid, target)
+        loss.backward()
+        assert weight.grad is not None
+        grads.append(weight.grad.detach().clone())
+    weight.grad = None
+    return grads
+
+
+# ----------------------------------------------------------------------------------------------
+# Exact reconstruction gradients from moments
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class LayerMoments:
+    """Second moments of one layer's consumer inputs, for exact re-scoring without data passes.
+
+    With ``P_b`` the consumer's input patches of batch ``b`` (one row per output position, one
+    column per weight entry, ``D = C*kh*kw``) and ``R_b`` the original outputs minus the bias:
+    ``gram[b] = P_b^T P_b`` (D x D), ``cross[b] = R_b^T P_b`` (O x D), ``sq[b] = |R_b|^2`` and
+    ``scale[b] = 2 / (output elements)``. For a consumer weight ``W`` (``O x D``), the gradient
+    of ``MSE(pruned output, original output)`` on batch ``b`` is exactly
+    ``scale[b] (W gram[b] - cross[b])``, and the MSE is
+    ``scale[b] / 2 (sq - 2 <W, cross> + <W gram, W>)``, because the layer's input does not depend
+    on its own weight.
+    """
+
+    gram: list[torch.Tensor]
+    cross: list[torch.Tensor]
+    sq: list[float]
+    scale: list[float]
+
+    def gradient(self, weight: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+        """The exact MSE gradient for ``weight`` (O x D) on one batch, or summed over all."""
+        w = weight.detach().flatten(1).to(self.gram[0].dtype)
+        parts = range(len(self.gram)) if batch is None else [batch]
+        g = sum(self.scale[b] * (w @ self.gram[b] - self.cross[b]) for b in parts)
+        return g.to(weight.dtype).view_as(weight)  # type: ignore[union-attr]
+
+    def mse(self, weight: torch.Tensor) -> float:
+        """The mean (over batches) reconstruction MSE for ``weight``."""
+        w = weight.detach().flatten(1).to(self.gram[0].dtype)
+        total = 0.0
+        for gram, cross, sq, scale in zip(self.gram, self.cross, self.sq, self.scale, strict=True):
+            total += scale / 2 * (sq - 2 * float((w * cross).sum()) + float((w @ gram * w).sum()))
+        return total / len(self.gram)
+
+
+def collect_moments(
+    model: DRN,
+    layer: SearchedLayer,
+    teacher_outputs: Sequence[torch.Tensor],
+    batches: Sequence[Pyramid],
+) -> LayerMoments:
+    """The :class:`LayerMoments` of ``layer`` in ``model`` (one forward pass, truncated there)."""
+    conv = layer.consumer
+    captured: list[torch.Tensor] = []
+
+    def pre_hook(module: nn.Module, inputs: tuple) -> None:
+        captured.append(inputs[0].detach())
+        raise _Stop
+
+    grams, crosses, sqs, scales = [], [], [], []
+    handle = conv.register_forward_pre_hook(pre_hook)
+    try:
+        with torch.no_grad():
+            for pyramid, y in zip(batches, teacher_outputs, strict=True):
+                captured.clear()
+                _forward_until_stop(model, pyramid[0])
+                x = captured[0]
+                r = y - conv.bias.view(1, -1, 1, 1) if conv.bias is not None else y
+                d = conv.weight[0].numel()
+                gram = torch.zeros(d, d, dtype=torch.float64, device=x.device)
+                cross = torch.zeros(r.shape[1], d, dtype=torch.float64, device=x.device)
+                for i in range(x.shape[0]):  # one image at a time bounds the unfold's memory
+                    p = F.unfold(
+                        x[i : i + 1], conv.kernel_size, conv.dilation, conv.padding, conv.stride
+                    )[0]
+                    gram += (p @ p.T).double()
+                    cross += (r[i].flatten(1) @ p.T).double()
+                grams.append(gram)
+                crosses.append(cross)
+                sqs.append(float(r.double().pow(2).sum()))
+                scales.append(2.0 / y.numel())
+    finally:
+        handle.remove()
+    return LayerMoments(grams, crosses, sqs, scales)
+
+
+def _moments_sgd(
+    weight: torch.Tensor,
+    moments: LayerMoments,
+    sr_grads: Sequence[torch.Tensor] | None,
+    selected: torch.Tensor,
+    epochs: int,
+    lr: float,
+) -> None:
+    """:func:`local_sgd` without data passes: per batch, the moments' exact MSE gradient plus the
+    held SR gradient (``sr_grads``, None for none), masked to the selected slices."""
+    mask = selected.to(weight.dtype).view(1, -1, 1, 1)
+    opt = torch.optim.SGD([weight], lr=lr, momentum=LOCAL_MOMENTUM, nesterov=True)
+    for _ in range(epochs):
+        for b in range(len(moments.gram)):
+            g = moments.gradient(weight, b)
+            if sr_grads is not None:
+                g = g + sr_grads[b]
+            weight.grad = g * mask
+            opt.step()
+    weight.grad = None
+
+
+# ----------------------------------------------------------------------------------------------
+# The greedy loops
+# ----------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _empty_selection(weight: torch.Tensor) -> Iterator[torch.Tensor]:
+    """The frame of a greedy loop: yield the (empty) selection mask over ``weight``'s input units.
+
+    ``weight`` is zeroed (no unit selected yet) and trainable inside; afterwards it is frozen
+    again and has no gradient, however the loop ends.
+    """
+    selected = torch.zeros(weight.shape[1], dtype=torch.bool, device=weight.device)
+    with torch.no_grad():
+        weight.zero_()
+    weight.requires_grad_(True)
+    try:
+        yield selected
+    finally:
+        weight.requires_grad_(False)
+        weight.grad = None
+
+
+def _select_step(
+    weight: torch.Tensor,
+    selected: torch.Tensor,
+    grad: torch.Tensor,
+    pretrained: torch.Tensor,
+    criterion: Criterion,
+    n_keep: int,
+    per_step: int,
+) -> None:
+    """One selection step: score the units by ``grad``, add the best ``per_step`` unselected ones
+    (no more than ``n_keep`` in all) to ``selected`` and warm-start their slices of ``weight``."""
+    scores = criterion(grad).to("cpu", torch.float64)
+    scores[selected.cpu()] = -math.inf
+    step = min(per_step, n_keep - int(selected.sum()))
+    new = top_units(scores, step)
+    selected[new] = True
+    with torch.no_grad():
+        weight[:, new] = pretrained[:, new]  # warm start
+
+
+def _kept(selected: torch.Tensor) -> list[int]:
+    return [int(j) for j in torch.nonzero(selected).flatten()]
+
+
+def _greedy_layer(
+    objective: LayerObjective,
+    pretrained: torch.Tensor,
+    n_keep: int,
+    batches: Sequence[Pyramid],
+    targets: Sequence[torch.Tensor],
+    criterion: Criterion,
+    options: GreedyOptions,
+    cost: GreedyCost,
+) -> list[int]:
+    """The paper's greedy loop: a real gradient pass and a real local-SGD epoch per step."""
+    weight = objective.layer.consumer.weight
+    with _empty_selection(weight) as selected:
+        while int(selected.sum()) < n_keep:
+            grad, cost.loss = accumulate_gradient(objective, batches, targets)
+            cost.gradient_passes += 1
+            _select_step(
+                weight, selected, grad, pretrained, criterion, n_keep, options.channels_per_pass
+            )
+            if options.local_epochs > 0:
+                cost.loss = local_sgd(
+                    objective, batches, targets, selected, options.local_epochs, options.local_lr
+                )
+                cost.local_passes += options.local_epochs
+    return _kept(selected)
+
+
+def _moments_layer(
+    moments: LayerMoments,
+    sr_objective: LayerObjective | None,
+    full_objective: LayerObjective,
+    pretrained: torch.Tensor,
+    n_keep: int,
+    batches: Sequence[Pyramid],
+    targets: Sequence[torch.Tensor],
+    criterion: Criterion,
+    options: GreedyOptions,
+    cost: GreedyCost,
+) -> list[int]:
+    """The greedy loop with the MSE part of every gradient computed exactly from moments.
+
+    Scoring and the local SGD use ``moments`` for the reconstruction term and, for the SR term
+    (``sr_objective``), per-batch gradients from a real pass, refreshed every ``options.refresh``
+    selection steps (once per layer by default). ``options.final_epochs`` real epochs of local
+    SGD on the whole loss end the layer.
+    """
+    weight = full_objective.layer.consumer.weight
+    sr_grads: list[torch.Tensor] | None = None
+    since_refresh = 0
+    with _empty_selection(weight) as selected:
+        while int(selected.sum()) < n_keep:
+            stale = options.refresh is not None and since_refresh >= options.refresh
+            if sr_objective is not None and (sr_grads is None or stale):
+                sr_grads = batch_gradients(sr_objective, batches, targets)
+                cost.gradient_passes += 1
+                since_refresh = 0
+            grad = moments.gradient(weight)
+            if sr_grads is not None:
+                grad = grad + sum(sr_grads)
+            _select_step(
+                weight, selected, grad, pretrained, criterion, n_keep, options.channels_per_pass
+            )
+            if options.local_epochs > 0:
+                _moments_sgd(
+                    weight, moments, sr_grads, selected, options.local_epochs, options.local_lr
+                )
+            since_refresh += 1
+        cost.loss = moments.mse(weight)
+        if options.final_epochs > 0:
+            cost.loss = local_sgd(
+                full_objective, batches, targets, selected, options.final_epochs, options.local_lr
+            )
+            cost.local_passes += options.final_epochs
+    return _kept(selected)
+
+
+def select_greedy(
+    model: DRN,
+    layer: SearchedLayer,
+    pretrained: torch.Tensor,
+    duals: DualModels | None,
+    n_keep: int,
+    batches: Sequence[Pyramid],
+    targets: Sequence[torch.Tensor],
+    criterion: Criterion,
+    options: GreedyOptions,
+) -> tuple[list[int], GreedyCost]:
+    """Select ``n_keep`` input units of ``layer`` (a layer of ``model``) with the greedy loop.
+
+    Runs the variant ``options.greedy`` names (see the module docstring). On return, the
+    consumer weight of ``layer`` holds the selected units' slices (warm-started from
+    ``pretrained`` and tuned by the local SGD) and zeros elsewhere; the weight is frozen.
+
+    Args:
+        model: the network being pruned (earlier layers already pruned, later ones full).
+        layer: the searched layer of ``model`` to select units of.
+        pretrained: the original weight of ``layer``'s consumer conv (the warm start).
+        duals: the dual models for the SR term's dual part, or None (used only when
+            ``criterion.dual``).
+        n_keep: how many units to select.
+        batches: the pruning data (pyramids ``[LR, ..., HR]``).
+        targets: the original model's consumer output of ``layer`` for each batch.
+        criterion: a gradient criterion (scores units from a consumer-weight gradient).
+        options: the greedy's settings, e.g. a :class:`~dualsr.compression.prune.PruneOptions`.
+
+    Returns:
+        The selected units (ascending) and what the selection cost.
+    """
+    cost = GreedyCost()
+    duals = duals if criterion.dual else None
+    args = (pretrained, n_keep, batches, targets, criterion, options, cost)
+    with LayerObjective(model, layer, duals, options.gamma, options.dual_weight) as objective:
+        if options.greedy == "passes":
+            return _greedy_layer(objective, *args), cost
+        moments = collect_moments(model, layer, targets, batches)
+        cost.moment_passes += 1
+        if options.gamma == 0:  # no SR term: every gradient comes from the moments
+            return _moments_layer(moments, None, objective, *args), cost
+        sr_only = LayerObjective(
+            model, layer, duals, options.gamma, options.dual_weight, mse_weight=0
+        )
+        with sr_only:
+            return _moments_layer(moments, sr_only, objective, *args), cost
