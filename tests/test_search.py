@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from dualsr.cli import main
 from dualsr.compression.budget import Budget
 from dualsr.compression.layers import searched_layers
 from dualsr.compression.search import (
+    PAPER_RATIOS,
     SearchObjective,
     alpha_gradients,
     candidate_widths,
@@ -24,6 +26,13 @@ from dualsr.compression.search import (
     search_channels,
     soft_width_mask,
     split_files,
+)
+from dualsr.compression.search_config import (
+    SearchOptions,
+    apply_overrides,
+    load_search_options,
+    option_names,
+    parse_count,
 )
 from dualsr.data.image_io import write_image
 from dualsr.data.pyramid import make_pyramid
@@ -408,8 +417,109 @@ def test_cli_search_errors(
 
 
 def test_shipped_search_config_is_valid() -> None:
-    from dualsr.cli.search import load_yaml_options
-
     path = Path(__file__).parents[1] / "configs" / "search-drn-s30-x4.yaml"
-    opts = load_yaml_options(path)
-    assert opts["rate"] == 0.3 and opts["budget_params"] == 3_116_637
+    opts = load_search_options(path)
+    assert opts.rate == 0.3 and opts.budget_params == 3_116_637
+    assert opts.input_hw == (96, 96) and opts.ratios == list(PAPER_RATIOS)
+    assert opts.budget() == Budget(params=3_116_637, input_hw=(96, 96), tolerance=0.02)
+
+
+# ----------------------------------------------------------------------------------------------
+# The options of a search (dualsr.compression.search_config)
+# ----------------------------------------------------------------------------------------------
+def test_search_options_defaults_are_the_papers() -> None:
+    opts = SearchOptions()
+    assert opts.ratios == list(PAPER_RATIOS) and opts.order == "second"
+    assert (opts.epochs, opts.patch_size, opts.batch_size) == (100.0, 192, 16)
+    assert opts.budget() is None and opts.total_steps(7) == 700
+    assert SearchOptions.from_dict({}) == opts
+    assert list(opts.to_dict()) == option_names()
+
+
+def test_search_options_yaml_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("rate: 0.3\npatch-size: 16\norder: first\nbudget_macs: 72G\nlr_alpha: 1e-3\n")
+    opts = load_search_options(path, {"order": "second", "seed": None, "batch_size": 4})
+    assert opts.order == "second"  # the override beats the file
+    assert opts.seed == 0  # None does not override
+    assert (opts.patch_size, opts.batch_size, opts.rate) == (16, 4, 0.3)
+    assert opts.budget_macs == 72 * 10**9 and opts.lr_alpha == 1e-3  # PyYAML reads 1e-3 as str
+    assert opts.budget() == Budget(macs=72 * 10**9, input_hw=(96, 96))
+    again = apply_overrides(opts, {"input-size": "48x64", "steps": 3, "ratios": "0.5,1"})
+    assert again.input_hw == (48, 64) and again.total_steps(100) == 3
+    assert again.ratios == [0.5, 1.0] and again.patch_size == 16 and opts.input_hw == (96, 96)
+
+
+def test_search_options_unknown_key_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("rate: 0.3\npatchsize: 16\n")
+    with pytest.raises(
+        ConfigError, match=r"unknown option\(s\) \['patchsize'\]; valid: .*patch_size"
+    ):
+        load_search_options(path)
+    with pytest.raises(ConfigError, match=r"\['lr'\]"):
+        SearchOptions.from_dict({"lr": 1e-4})
+    with pytest.raises(ConfigError, match=r"\['bogus'\]"):
+        apply_overrides(SearchOptions(), {"bogus": 1})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("tolerance", "abc", "--tolerance: not a number: 'abc'"),
+        ("patch_size", "big", "--patch-size: not a number"),
+        ("budget_params", "lots", "--budget-params: expected a count"),
+        ("input_size", "9x", "--input-size: expected HxW"),
+        ("ratios", [0.5, 2], "--ratios must be numbers in (0, 1]"),
+        ("order", "third", "--order must be 'first' or 'second'"),
+        ("steps", -1, "--steps must be >= 0"),
+        ("rate", 1.5, "rate must be in (0, 1)"),
+        ("data", 5, "--data: expected a folder or a list of folders"),
+    ],
+)
+def test_search_options_bad_value_names_the_key(key: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        SearchOptions.from_dict({key: value})
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_search_options_complete_and_budget_errors() -> None:
+    with pytest.raises(ConfigError, match="missing --model, --data, -o/--output"):
+        SearchOptions.from_dict({"rate": 0.3}, complete=True)
+    with pytest.raises(ConfigError, match="only one of --budget-params and --budget-macs"):
+        SearchOptions.from_dict({"budget_params": "1M", "budget_macs": "1G"})
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [("3116637", 3_116_637), ("3,116,637", 3_116_637), ("3.1M", 3_100_000), ("72g", 72 * 10**9)],
+)
+def test_parse_count(text: str, count: int) -> None:
+    assert parse_count(text, "--budget-params") == count
+
+
+def test_equivalent_command_reproduces_the_options(tmp_path: Path) -> None:
+    from dualsr.cli import build_parser
+
+    opts = SearchOptions.from_dict(
+        {"model": "m.pt", "data": "a b", "rate": 0.3, "output": str(tmp_path), "steps": 5},
+        complete=True,
+    )
+    opts = apply_overrides(opts, {"input_size": [64, 48], "save_weights": True})
+    args = build_parser().parse_args(shlex.split(opts.equivalent_command())[1:])
+    given = {key: getattr(args, key) for key in option_names()}
+    assert load_search_options(None, given, complete=True) == opts
+
+
+def test_search_result_save(tmp_path: Path) -> None:
+    result = search_channels(
+        tiny_model(), None, [pyramid_batch(0)], [pyramid_batch(1)], target_rate=0.3, steps=1
+    )
+    files = result.save(tmp_path / "out", {"command": "x"}, weights=True, metadata={"note": "n"})
+    assert dualsr.read_channel_config(files.channel_config) == result.channel_config
+    doc = json.loads(files.report.read_text())
+    assert list(doc)[:2] == ["command", "channel_config"] and doc["params"] == result.params
+    assert doc["files"]["searched_weights"] == str(files.weights)
+    meta = dualsr.load_checkpoint(files.weights).metadata
+    assert meta["stage"] == "search" and meta["note"] == "n"
+    assert result.save(tmp_path / "o2").weights is None

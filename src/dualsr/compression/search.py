@@ -29,14 +29,18 @@ expected widths scaled and rounded to meet it (:func:`dualsr.compression.budget.
 
 :func:`search_channels` works on any iterables of pyramid batches; :func:`make_search_data` builds
 them from image folders for ``dualsr search``.
+:meth:`SearchResult.save` writes the result files; the options of a run are
+:class:`dualsr.compression.search_config.SearchOptions`.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..errors import ConfigError, DualSRError
+from ..errors import CheckpointError, ConfigError, DualSRError
 from ..losses import DualRegressionLoss, LossTerms
 from ..models.drn import DRN, DualModels
 from .budget import (
@@ -385,6 +389,59 @@ class SearchResult:
             "seconds": self.seconds,
         }
 
+    def save(
+        self,
+        out_dir: str | Path,
+        report: Mapping[str, Any] | None = None,
+        weights: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> SearchFiles:
+        """Write the result into the folder ``out_dir`` (atomically, file by file).
+
+        * ``channel_config.txt``: the configuration, one integer a line (the official format,
+          :func:`dualsr.read_channel_config`);
+        * ``searched.safetensors``, with ``weights`` (and when the result holds them): the
+          full-width weights and duals trained during the search, with ``metadata`` after
+          ``stage: search``;
+        * ``search.json``: ``report`` (e.g. the command, options and data of the run), then
+          :meth:`to_dict` (configuration, parameters, MACs, per-layer logits, history), then
+          ``files``, the paths written.
+        """
+        from ..checkpoint import save_model
+        from ..fileio import atomic_write_bytes
+
+        out = Path(out_dir)
+        config_path = atomic_write_bytes(
+            out / "channel_config.txt", format_channel_config(self.channel_config).encode()
+        )
+        weights_path = None
+        if weights and self.model is not None:
+            weights_path = save_model(
+                out / "searched.safetensors",
+                self.model,
+                self.duals,
+                metadata={"stage": "search", **(metadata or {})},
+            )
+        doc = {
+            **(report or {}),
+            **self.to_dict(),
+            "files": {
+                "channel_config": str(config_path),
+                "searched_weights": str(weights_path) if weights_path else None,
+            },
+        }
+        report_path = atomic_write_bytes(out / "search.json", json.dumps(doc, indent=2).encode())
+        return SearchFiles(config_path, report_path, weights_path)
+
+
+@dataclass
+class SearchFiles:
+    """The paths :meth:`SearchResult.save` wrote (``weights`` None when not written)."""
+
+    channel_config: Path
+    report: Path
+    weights: Path | None = None
+
 
 def _cycle(batches: Iterable, name: str) -> Iterator:
     """Iterate ``batches`` forever, restarting it when exhausted."""
@@ -651,3 +708,34 @@ def make_search_data(
         files.append([Path(n) for n in store.names])
         per_epoch = per_epoch or sampler.steps_per_epoch
     return SearchData(loaders[0], loaders[1], files[0], files[1], per_epoch)
+
+
+def load_search_model(spec: str) -> tuple[DRN, DualModels | None, str]:
+    """``(model, duals, source)`` from a checkpoint path or a preset name.
+
+    A preset without shipped weights gives a randomly initialised model, with a warning.
+    """
+    from ..checkpoint import load_checkpoint
+    from ..models.registry import PRESETS, create_model
+    from ..pretrained import shipped_weights
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        ckpt = load_checkpoint(path)
+        return ckpt.model, ckpt.duals, str(path)
+    key = spec.lower()
+    if key in PRESETS:
+        weights = shipped_weights(key)
+        if weights is not None:
+            ckpt = load_checkpoint(weights)
+            return ckpt.model, ckpt.duals, str(weights)
+        warnings.warn(
+            f"preset {spec!r} has no trained weights in this package: searching a RANDOMLY "
+            "initialised model, so the result is meaningless. Pass a trained checkpoint.",
+            stacklevel=2,
+        )
+        return create_model(key), None, f"preset {key} (random weights)"
+    raise CheckpointError(
+        f"checkpoint not found: {spec}; --model needs a trained DRN checkpoint "
+        "(.safetensors or official .pt)"
+    )

@@ -1,0 +1,331 @@
+"""Options of a channel number search (``dualsr search``): defaults, a YAML file, overrides.
+
+:class:`SearchOptions` holds every option of a search run, with the paper's settings as
+defaults. Values are converted and checked by :meth:`SearchOptions.from_dict`, which accepts the
+forms of the command line and of YAML files (``budget_params: 3.1M``, ``input_size: 96x96`` or
+``[96, 96]``, ``ratios: 0.5,0.6`` or a list); an unknown key or a bad value raises
+:class:`~dualsr.errors.ConfigError` naming the option. Keys are the long options of
+``dualsr search`` (``patch_size`` or ``patch-size``), so the messages name them as options
+(``--patch-size``).
+
+:func:`load_search_options` overlays the built-in defaults with a YAML file and then with
+overrides (``None`` values are ignored, so an ``argparse`` namespace can be passed as is).
+
+    opts = load_search_options("configs/search-drn-s30-x4.yaml",
+                               {"model": "DRNS4x.pt", "data": ["DIV2K_train_HR"], "output": "out"})
+    opts = apply_overrides(opts, {"order": "first"})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConfigError
+from .budget import DEFAULT_INPUT_HW, DEFAULT_TOLERANCE, Budget
+from .search import PAPER_RATIOS, check_rate
+
+#: What a run needs besides the defaults (checked with ``complete=True``).
+REQUIRED = ("model", "data", "rate", "output")
+
+
+@dataclass
+class SearchOptions:
+    """Every option of a channel number search; the defaults are the paper's settings.
+
+    Field order is the order of ``search.json``'s ``options`` and of :meth:`equivalent_command`.
+    """
+
+    model: str | None = None  # trained checkpoint (.safetensors or official .pt), or a preset
+    data: list[str] | None = None  # folders of HR training images
+    rate: float | None = None  # pruning rate r in (0, 1)
+    output: str | None = None  # output folder
+    budget_params: int | None = None
+    budget_macs: int | None = None
+    input_size: list[int] = field(default_factory=lambda: list(DEFAULT_INPUT_HW))  # [H, W]
+    tolerance: float = DEFAULT_TOLERANCE
+    order: Literal["second", "first"] = "second"
+    epochs: float = 100.0
+    steps: int | None = None  # overrides epochs
+    ratios: list[float] = field(default_factory=lambda: list(PAPER_RATIOS))
+    multiple: int = 4
+    lr_weights: float = 1e-4
+    lr_alpha: float = 3e-4
+    alpha_weight_decay: float = 1e-3
+    dual_weight: float = 0.1
+    patch_size: int = 192
+    batch_size: int = 16
+    seed: int = 0
+    cache: Literal["disk", "memory"] = "disk"
+    cache_dir: str | None = None  # default: $DUALSR_CACHE_DIR or ~/.cache/dualsr/pyramids
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    save_weights: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (YAML/JSON-serialisable), in field order."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, complete: bool = False) -> SearchOptions:
+        """Defaults overlaid with ``data``, converted and checked.
+
+        ``complete=True`` also requires what a run needs (model, data, rate and output).
+        ConfigError names an unknown key or a bad value.
+        """
+        given = _normalise_keys(data)
+        _check_keys(given, "")
+        return cls(**_convert({**cls().to_dict(), **given}, complete))
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """``input_size`` as ``(H, W)``."""
+        return int(self.input_size[0]), int(self.input_size[1])
+
+    def budget(self) -> Budget | None:
+        """The parameter or multiply-add budget, or None without one."""
+        if self.budget_params is not None:
+            return Budget(
+                params=self.budget_params, input_hw=self.input_hw, tolerance=self.tolerance
+            )
+        if self.budget_macs is not None:
+            return Budget(macs=self.budget_macs, input_hw=self.input_hw, tolerance=self.tolerance)
+        return None
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """``steps``, or ``epochs`` passes of ``steps_per_epoch`` (rounded up)."""
+        if self.steps is not None:
+            return self.steps
+        return math.ceil(self.epochs * steps_per_epoch)
+
+    def resolve_device(self) -> str:
+        """``cpu`` or ``cuda`` (``auto``: cuda when available); ConfigError if CUDA is missing."""
+        import torch
+
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device cuda: CUDA is not available; use --device cpu")
+        return device
+
+    def cache_path(self) -> Path | None:
+        """The pyramid cache folder (``cache: disk``), or None to keep the pyramids in memory."""
+        if self.cache != "disk":
+            return None
+        from ..data.dataset import default_cache_dir
+
+        return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+
+    def equivalent_command(self) -> str:
+        """A ``dualsr search`` command line that reproduces these options."""
+        opts = self.to_dict()
+        parts = ["dualsr", "search"]
+        for key, value in opts.items():
+            if value is None or value is False or (key == "epochs" and opts["steps"] is not None):
+                continue
+            flag = "-o" if key == "output" else f"--{key.replace('_', '-')}"
+            if value is True:
+                parts.append(flag)
+            elif key == "data":
+                parts += [flag, *value]
+            elif key == "input_size":
+                parts += [flag, f"{value[0]}x{value[1]}"]
+            elif key == "ratios":
+                parts += [flag, ",".join(f"{r:g}" for r in value)]
+            else:
+                parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        return shlex.join(parts)
+
+
+def option_names() -> list[str]:
+    """The option keys, in field order."""
+    return [f.name for f in dataclasses.fields(SearchOptions)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading and overrides
+# ----------------------------------------------------------------------------------------------
+def load_search_options(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    complete: bool = False,
+) -> SearchOptions:
+    """Defaults, then the YAML file ``path`` (if any), then ``overrides`` (None values skipped).
+
+    ``complete=True`` requires model, data, rate and output (what a run needs).
+    """
+    data = read_search_yaml(path) if path is not None else {}
+    data.update(_given(overrides))
+    return SearchOptions.from_dict(data, complete=complete)
+
+
+def apply_overrides(
+    options: SearchOptions, overrides: Mapping[str, Any], *, complete: bool = False
+) -> SearchOptions:
+    """A copy of ``options`` with ``overrides`` applied (None values skipped), checked again."""
+    return SearchOptions.from_dict({**options.to_dict(), **_given(overrides)}, complete=complete)
+
+
+def read_search_yaml(path: str | Path) -> dict[str, Any]:
+    """The options in a YAML file (keys like the long options, ``-`` or ``_``), unconverted.
+
+    ConfigError for a missing or malformed file or an unknown key.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config {path}: not valid YAML ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of option: value")
+    options = _normalise_keys(doc)
+    _check_keys(options, f"--config {path}: ")
+    return options
+
+
+def _normalise_keys(data: Mapping[Any, Any]) -> dict[str, Any]:
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def _given(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in _normalise_keys(overrides or {}).items() if v is not None}
+
+
+def _check_keys(options: Mapping[str, Any], where: str) -> None:
+    names = option_names()
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise ConfigError(f"{where}unknown option(s) {unknown}; valid: {', '.join(sorted(names))}")
+
+
+def _flag(key: str) -> str:
+    return "-o/--output" if key == "output" else f"--{key.replace('_', '-')}"
+
+
+_NUMBERS = {
+    "tolerance": float,
+    "epochs": float,
+    "multiple": int,
+    "lr_weights": float,
+    "lr_alpha": float,
+    "alpha_weight_decay": float,
+    "dual_weight": float,
+    "patch_size": int,
+    "batch_size": int,
+    "seed": int,
+}
+
+
+def _convert(opts: dict[str, Any], complete: bool) -> dict[str, Any]:
+    """Convert and check merged raw options (in place); the checks in command-line order."""
+    if complete:
+        missing = [k for k in REQUIRED if opts[k] in (None, [], "")]
+        if missing:
+            flags = ", ".join(_flag(k) for k in missing)
+            raise ConfigError(f"missing {flags} (give them on the command line or in --config)")
+    if opts["budget_params"] is not None and opts["budget_macs"] is not None:
+        raise ConfigError("give only one of --budget-params and --budget-macs")
+    if isinstance(opts["data"], str | Path):
+        opts["data"] = [opts["data"]]
+    if opts["data"] is not None:
+        if not isinstance(opts["data"], list | tuple):
+            raise ConfigError(
+                f"--data: expected a folder or a list of folders, got {opts['data']!r}"
+            )
+        opts["data"] = [str(d) for d in opts["data"]]
+    if opts["rate"] is not None:
+        opts["rate"] = check_rate(opts["rate"])
+    opts["input_size"] = list(parse_hw(opts["input_size"]))
+    opts["ratios"] = list(parse_ratios(opts["ratios"]))
+    for key in ("budget_params", "budget_macs"):
+        if opts[key] is not None:
+            opts[key] = parse_count(opts[key], _flag(key))
+    for key, kind in _NUMBERS.items():
+        try:
+            opts[key] = kind(opts[key])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{_flag(key)}: not a number: {opts[key]!r}") from None
+    if opts["steps"] is not None:
+        opts["steps"] = int(opts["steps"])
+        if opts["steps"] < 0:
+            raise ConfigError(f"--steps must be >= 0, got {opts['steps']}")
+    elif opts["epochs"] <= 0:
+        raise ConfigError(f"--epochs must be positive, got {opts['epochs']}")
+    if opts["order"] not in ("first", "second"):
+        raise ConfigError(f"--order must be 'first' or 'second', got {opts['order']!r}")
+    if opts["cache"] not in ("disk", "memory"):
+        raise ConfigError(f"--cache must be disk or memory, got {opts['cache']!r}")
+    if opts["device"] not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda, got {opts['device']!r}")
+    for key in ("output", "model"):
+        if opts[key] is not None:
+            opts[key] = str(opts[key])
+    opts["save_weights"] = bool(opts["save_weights"])
+    return opts
+
+
+# ----------------------------------------------------------------------------------------------
+# Value parsers (command-line strings or YAML values)
+# ----------------------------------------------------------------------------------------------
+_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def parse_count(value: str | float | int, option: str) -> int:
+    """``3116637``, ``3,116,637``, ``3.1M``, ``72G`` or ``1e6`` as a positive integer."""
+    if isinstance(value, int | float):
+        number = float(value)
+    else:
+        m = re.fullmatch(r"\s*([0-9][0-9_,]*\.?[0-9]*(?:e[0-9]+)?)\s*([kmg]?)\s*", str(value), re.I)
+        if not m:
+            raise ConfigError(
+                f"{option}: expected a count such as 3116637, 3.1M or 72G, got {value!r}"
+            )
+        number = float(m.group(1).replace(",", "").replace("_", "")) * _SUFFIX[m.group(2).lower()]
+    if not math.isfinite(number) or number < 1:
+        raise ConfigError(f"{option} must be a positive count, got {value!r}")
+    return int(round(number))
+
+
+def parse_hw(value: str | list | tuple, option: str = "--input-size") -> tuple[int, int]:
+    """``96x96`` (H x W), ``96`` or ``[96, 96]`` as ``(H, W)``."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        h, w = value
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+))?\s*", str(value), re.I)
+        if not m:
+            raise ConfigError(f"{option}: expected HxW such as 96x96, got {value!r}")
+        h, w = m.group(1), m.group(2) or m.group(1)
+    hw = (int(h), int(w))
+    if min(hw) < 1:
+        raise ConfigError(f"{option}: sizes must be positive, got {value!r}")
+    return hw
+
+
+def parse_ratios(value: str | list | tuple) -> tuple[float, ...]:
+    """``0.5,0.6,...`` or a list as a tuple of floats."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    try:
+        ratios = tuple(float(x) for x in items if str(x).strip())
+    except ValueError:
+        raise ConfigError(
+            f"--ratios: expected numbers such as 0.5,0.6,1.0, got {value!r}"
+        ) from None
+    if not ratios or any(not 0 < r <= 1 for r in ratios):
+        raise ConfigError(f"--ratios must be numbers in (0, 1], got {value!r}")
+    return ratios
+
+
+# ----------------------------------------------------------------------------------------------
+# The model option
+# ----------------------------------------------------------------------------------------------
