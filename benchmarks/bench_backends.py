@@ -12,9 +12,10 @@ convolution timed in the same rounds. Then the targets are checked from these nu
     python benchmarks/bench_backends.py --models drn-s-x4 --backends eager,fused --rounds 9
     python benchmarks/bench_backends.py --models drn-s-x4,drn-s70-x4,drn-s70-x4@16
 
-A model name ``PRESET@16`` is the preset with every searched width rounded to the nearest
-multiple of 16 (at least 16): a speed study of SIMD-aligned widths (AVX-512 holds 16 floats),
-not a trained model.
+A model name ``PRESET@16`` is the preset's channel configuration refit, at the same
+multiply-adds (within 2%, :func:`dualsr.compression.budget.fit_to_budget`), to widths that are
+multiples of 16: what ``dualsr search --multiple 16`` would produce for a CPU target. A speed
+study of SIMD-aligned widths (an AVX-512 register holds 16 floats), not a trained model.
 
 Writes benchmarks/results/bench_backends.json and .txt (or --name).
 """
@@ -30,6 +31,7 @@ from pathlib import Path
 import torch
 
 import dualsr
+from dualsr.compression.budget import Budget, CostModel, config_cost, fit_to_budget
 from dualsr.deploy.bench import BackendResult, BenchReport, run_benchmark
 from dualsr.models.drn import DRN, full_widths
 from dualsr.models.registry import get_preset, preset_channel_config
@@ -37,20 +39,22 @@ from dualsr.models.registry import get_preset, preset_channel_config
 RESULTS = Path(__file__).parent / "results"
 MODELS = ["drn-s-x4", "drn-s30-x4", "drn-s50-x4", "drn-s70-x4", "drn-l-x4"]
 BACKENDS = ["eager", "channels_last", "fused", "compile", "onnxruntime"]
+INPUT_HW = (90, 160)  # the LR input of every model here (a 360x640 output)
 DEFAULT_PATH = "fused"  # what TorchUpscaler(backend="auto") runs on a CPU
 
 
 def build(name: str) -> DRN:
-    """A preset, or ``PRESET@K``: its widths rounded to the nearest multiple of K (>= K)."""
+    """A preset, or ``PRESET@K``: its widths refit to multiples of K at equal multiply-adds."""
     if "@" not in name:
         return dualsr.create_model(name).eval()
     base, k = name.split("@")
-    k = int(k)
     p = get_preset(base)
-    full = full_widths(p.scale, p.n_feats, p.n_blocks)
-    widths = preset_channel_config(base) or full
-    aligned = [min(f, max(k, int(w / k + 0.5) * k)) for w, f in zip(widths, full, strict=True)]
-    return DRN(p.scale, p.n_feats, p.n_blocks, channel_config=aligned).eval()
+    full = DRN(p.scale, p.n_feats, p.n_blocks)
+    widths = preset_channel_config(base) or full_widths(p.scale, p.n_feats, p.n_blocks)
+    macs = config_cost(full.arch, widths, INPUT_HW)[1]
+    cost_model = CostModel.from_arch(full.arch, INPUT_HW)
+    fit = fit_to_budget(cost_model, widths, Budget(macs=macs, input_hw=INPUT_HW), int(k))
+    return DRN(p.scale, p.n_feats, p.n_blocks, channel_config=fit.channel_config).eval()
 
 
 def check_targets(report: BenchReport) -> list[str]:
@@ -107,6 +111,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--name", default="bench_backends", help="results file name (no suffix)")
+    p.add_argument("--no-tune-malloc", action="store_true", help="glibc's default malloc settings")
     args = p.parse_args()
     h, w = (int(v) for v in args.input.split("x"))
     models = {name: build(name) for name in args.models.split(",")}
@@ -118,6 +123,7 @@ def main() -> None:
         warmup=args.warmup,
         rounds=args.rounds,
         log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        tune_malloc=not args.no_tune_malloc,
     )
     command = "python " + shlex.join(sys.argv)
     lines = [

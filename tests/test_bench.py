@@ -102,3 +102,33 @@ def _has_onnxruntime() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_isolated_eager_matches_the_model_and_times_itself() -> None:
+    model = tiny_model().eval()
+    x = torch.rand(1, 3, 8, 8) * 255
+    runner = bench.IsolatedEager(model, threads=1)
+    try:
+        out = runner(x)  # first call: the output comes back for the parity check
+        with torch.inference_mode():
+            assert torch.allclose(out, model(x)[-1], atol=1e-4)
+        assert runner(x) is None and runner.inner_seconds is not None
+        assert runner.inner_seconds > 0
+    finally:
+        runner.close()
+
+
+def test_without_malloc_tuning_eager_runs_in_process() -> None:
+    report = run_benchmark(
+        {"tiny": tiny_model()},
+        (8, 8),
+        ["eager"],
+        threads=1,
+        warmup=0,
+        rounds=1,
+        ceiling_shape=SMALL_CEILING,
+        tune_malloc=False,
+    )
+    assert report.machine["eager_process"] == "same process"
+    assert report.machine["malloc_tuning"] is None
+    assert "eager baseline: same process" in report.table()

@@ -277,3 +277,26 @@ def test_int8_export_is_written_only_if_psnr_holds(
     assert "PSNR float32" in capsys.readouterr().out and out.exists()
     assert OnnxUpscaler(out)(random_image(8, 8)).shape == (32, 32, 3)
     assert main(["export", str(tiny_checkpoint), "-o", str(out), "--int8"]) == 1  # no folders
+
+
+def test_tune_allocator_switch_validation_and_idempotence(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    from dualsr.deploy import allocator
+
+    monkeypatch.setattr(allocator, "_applied", None)
+    monkeypatch.setenv("DUALSR_TUNE_MALLOC", "0")
+    assert allocator.tune_allocator() is None  # disabled: nothing changed
+    monkeypatch.delenv("DUALSR_TUNE_MALLOC")
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        assert allocator.tune_allocator() is None
+        return
+    with pytest.raises(ValueError, match="mmap threshold"):
+        allocator.tune_allocator(mmap_threshold_mb=64)  # above glibc's cap
+    applied = allocator.tune_allocator()
+    assert applied == {"mmap_threshold": 32 << 20, "trim_threshold": 1 << 30, "top_pad": 64 << 20}
+    assert allocator.tune_allocator(trim_mb=1) is applied  # process-wide: applied once
+    # the fast path still computes the same thing afterwards
+    model = dualsr.create_model("drn-t-x4").eval()
+    up = dualsr.TorchUpscaler(model)
+    assert up.backend == "fused"

@@ -148,7 +148,10 @@ class TorchUpscaler(TiledUpscaler):
             compiler, compiles for tens of seconds per input shape). ``"auto"`` (default):
             ``"fused"`` on CPU, ``"eager"`` elsewhere. A fast path that fails to build, disagrees
             with eager by more than 1e-3 on a self-check, or fails at run time falls back (compile
-            -> fused -> eager) with a one-line warning.
+            -> fused -> eager) with a one-line warning. On CPU the fast paths also call
+            :func:`dualsr.deploy.allocator.tune_allocator` (process-wide: freed activation
+            buffers are reused instead of returned to the OS; ``DUALSR_TUNE_MALLOC=0`` disables
+            it).
     """
 
     def __init__(
@@ -177,6 +180,10 @@ class TorchUpscaler(TiledUpscaler):
         self.backend = "eager"
         self._fast: Callable[[torch.Tensor], torch.Tensor] | None = None
         if backend in ("fused", "compile"):
+            if self.device.type == "cpu":
+                from .deploy.allocator import tune_allocator
+
+                tune_allocator()
             self._fast = self._build_fused()
             if self._fast is not None:
                 self.backend = "fused"

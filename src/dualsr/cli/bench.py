@@ -47,6 +47,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         f"{'x'.join(map(str, DEFAULT_CEILING_SHAPE))} (DRN-S x4's RCAB conv at a 90x160 input)",
     )
     p.add_argument(
+        "--no-tune-malloc",
+        action="store_true",
+        help="keep glibc's default malloc settings (by default they are tuned as for "
+        "`dualsr upscale`: freed activation buffers are reused; see docs/deployment.md)",
+    )
+    p.add_argument(
         "--json",
         type=Path,
         default=Path("bench.json"),
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         ceiling_shape=shape,
         log=lambda msg: print(msg, file=sys.stderr),
+        tune_malloc=not args.no_tune_malloc,
     )
     print(report.table())
     atomic_write_bytes(args.json, json.dumps(report.to_dict(), indent=2).encode())

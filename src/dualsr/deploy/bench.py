@@ -12,12 +12,20 @@ burst of back-to-back calls lasting about 0.3 s (a sustained rate, as a model pa
 lucky short run; ``times_s`` holds the mean time per call of each burst). Every backend's
 multiply-adds per second is reported as a fraction of it.
 
+The fast paths run with :func:`~dualsr.deploy.allocator.tune_allocator` applied, as
+``dualsr upscale`` does (``tune_malloc=True``). That setting is process-wide, so the ``eager``
+baseline ("plain PyTorch") then runs in a separate, freshly started Python process with glibc's
+default malloc settings (:class:`IsolatedEager`): the child times its own forward passes, so the
+inter-process transfer is not counted, and it is called in its turn in every round like the other
+backends.
+
 Rates use the model's *nominal* multiply-adds (:func:`dualsr.profiling.count_macs` of the model
 as written); the fused path executes fewer (``executed_macs``), so its rate is an effective rate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -27,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +43,7 @@ import torch.nn.functional as F
 
 from ..models.drn import DRN
 from ..profiling import count_macs
+from .allocator import tune_allocator
 from .fused import fuse_for_inference
 
 #: Every backend :func:`run_benchmark` knows, in the order they are timed.
@@ -115,7 +125,10 @@ class BenchReport:
         lines = [
             f"threads {self.threads}, warm-up {self.warmup}, rounds {self.rounds} (interleaved); "
             f"load average {_fmt_load(self.loadavg_start)} at start, "
-            f"{_fmt_load(self.loadavg_end)} at end (cpus: {os.cpu_count()})",
+            f"{_fmt_load(self.loadavg_end)} at end (cpus: {os.cpu_count()}); malloc tuning "
+            f"{'on' if self.machine.get('malloc_tuning') else 'off'}; eager baseline: "
+            f"{self.machine.get('eager_process', 'same process')}"
+            + "".join(f"; {k}={v}" for k, v in self.machine.get("malloc_env", {}).items()),
             f"ceiling: 3x3 conv {c.shape[0]}->{c.shape[1]} on 1x{c.shape[0]}x{c.shape[2]}x"
             f"{c.shape[3]} ({c.layout}): {c.macs_per_s / 1e9:.1f} G MACs/s "
             f"(median of {len(c.times_s)} bursts of ~{CEILING_BURST_S} s)",
@@ -163,6 +176,8 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # glibc malloc settings from the environment (they change timings: docs/deployment.md)
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
     }
     try:
         with open("/proc/cpuinfo") as fh:
@@ -189,6 +204,65 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 
 def _eager(model: DRN, example: torch.Tensor) -> tuple[Runner, int]:
     return (lambda x: model(x)[-1]), count_macs(model, tuple(example.shape[-2:]))
+
+
+def _eager_worker(conn: Any, model: DRN, threads: int) -> None:
+    """The child process of :class:`IsolatedEager`: run requests until told to stop."""
+    torch.set_num_threads(threads)
+    model.eval()
+    with torch.inference_mode():
+        while True:
+            request = conn.recv()
+            if request is None:
+                break
+            x, want_output = request
+            start = time.perf_counter()
+            out = model(x)[-1]
+            seconds = time.perf_counter() - start
+            conn.send((out if want_output else None, seconds))
+    conn.close()
+
+
+class IsolatedEager:
+    """Plain PyTorch eager in a fresh child process (default malloc settings, same threads).
+
+    Calling it runs one forward pass in the child; ``inner_seconds`` is the child's own time of
+    that pass. The output comes back only on the first call (the parity check). ``close()``
+    stops the child.
+    """
+
+    def __init__(self, model: DRN, threads: int) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_eager_worker, args=(child, model, threads), daemon=True)
+        self._proc.start()
+        child.close()
+        self._first = True
+        self.inner_seconds: float | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor | None:
+        """One eager forward pass in the child (returns the SR output on the first call only)."""
+        self._conn.send((x, self._first))
+        out, self.inner_seconds = self._conn.recv()
+        self._first = False
+        return out
+
+    def close(self) -> None:
+        """Stop the child process."""
+        if self._proc.is_alive():
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self._conn.send(None)
+            self._proc.join(timeout=10)
+            if self._proc.is_alive():
+                self._proc.kill()
+        self._conn.close()
+
+
+def _isolated_eager(model: DRN, example: torch.Tensor) -> tuple[Runner, int]:
+    runner = IsolatedEager(model, torch.get_num_threads())
+    return runner, count_macs(model, tuple(example.shape[-2:]))  # type: ignore[return-value]
 
 
 def _channels_last(model: DRN, example: torch.Tensor) -> tuple[Runner, int]:
@@ -296,6 +370,7 @@ def run_benchmark(
     rounds: int = 5,
     ceiling_shape: tuple[int, int, int, int] = DEFAULT_CEILING_SHAPE,
     log: Callable[[str], None] | None = None,
+    tune_malloc: bool = True,
 ) -> BenchReport:
     """Time every model on every backend at ``input_hw`` (see the module docstring).
 
@@ -309,11 +384,15 @@ def run_benchmark(
         rounds: timed calls per (model, backend), interleaved.
         ceiling_shape: (in, out, H, W) of the 3x3 ceiling convolution.
         log: optional progress callback (one line per step).
+        tune_malloc: apply :func:`~dualsr.deploy.allocator.tune_allocator` first, as the default
+            CPU path of ``dualsr upscale`` does. It is process-wide, so every backend of the run
+            (eager included) is timed with it; the report's machine info says whether it was on.
     """
     unknown = [b for b in backends if b not in BUILDERS]
     if unknown:
         raise ValueError(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
     say = log or (lambda _msg: None)
+    malloc = tune_allocator() if tune_malloc else None
     if threads:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
@@ -330,8 +409,11 @@ def run_benchmark(
                 say(f"building {name} / {backend}")
                 start = time.perf_counter()
                 result = BackendResult(name, backend, tuple(input_hw), macs, macs, 0.0)
+                builder = BUILDERS[backend]
+                if backend == "eager" and malloc is not None:
+                    builder = _isolated_eager  # plain PyTorch: default malloc settings
                 try:
-                    fn, result.executed_macs = BUILDERS[backend](model, example)
+                    fn, result.executed_macs = builder(model, example)
                     out = fn(example)
                     result.setup_s = time.perf_counter() - start
                     result.max_abs_diff = float((out - reference).abs().max())
@@ -363,7 +445,12 @@ def run_benchmark(
             for result, fn in runners:
                 start = time.perf_counter()
                 fn(example)
-                result.times_s.append(time.perf_counter() - start)
+                elapsed = time.perf_counter() - start
+                inner = getattr(fn, "inner_seconds", None)  # a child process's own timing
+                result.times_s.append(inner if inner is not None else elapsed)
+    for _result, fn in runners:
+        if isinstance(fn, IsolatedEager):
+            fn.close()
     for name, rates in layout_rates.items():
         ceiling.layouts[name] = statistics.median(rates)
     ceiling.layout = max(ceiling.layouts, key=ceiling.layouts.get)
@@ -384,5 +471,9 @@ def run_benchmark(
         rounds=rounds,
         loadavg_start=load_start,
         loadavg_end=loadavg(),
-        machine=machine_info(),
+        machine={
+            **machine_info(),
+            "malloc_tuning": malloc,
+            "eager_process": "separate process, default malloc" if malloc else "same process",
+        },
     )

@@ -1,0 +1,124 @@
+"""Why DRN-S70 is slower than its multiply-adds promise: conv speed against channel width.
+
+Times a 3x3 convolution (channels_last fp32, the layout of the fast path) from 64 channels to
+``c`` and from ``c`` to 64 channels, for ``c`` = 8 .. 64, on a 180x320 map: the shapes of an RCAB
+of DRN-S x4 at a 90x160 input, where pruning shrinks ``c``. Reports the median time and the
+multiply-adds per second. On AVX-512 CPUs oneDNN computes output channels in groups of 16, so a
+64->20 conv costs about as much as a 64->32 one (DRN-S70's RCAB widths are 16 and 20).
+
+Also prints, for the DRN-S x4 presets, the fraction of the fused path's multiply-adds that are
+wasted by rounding every conv's output width up to a multiple of 16: the resulting bound on
+"speed-up / MAC ratio" for each compressed model.
+
+    python benchmarks/bench_conv_widths.py [--threads N] [--runs R]
+
+Writes benchmarks/results/bench_conv_widths.{txt,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from _machine import machine
+
+import dualsr
+from dualsr.deploy.allocator import tune_allocator
+from dualsr.deploy.fused import fuse_for_inference
+
+RESULTS = Path(__file__).parent / "results"
+HW = (180, 320)
+LANES = 16  # fp32 values in an AVX-512 register
+
+
+def median_time(fn, runs: int) -> float:
+    """Median seconds of ``runs`` calls after two warm-up calls."""
+    fn()
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def conv_rate(cin: int, cout: int, runs: int) -> tuple[float, float]:
+    """(ms, G MAC/s) of a 3x3 'same' conv cin -> cout on a 1 x cin x 180 x 320 map."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, cin, *HW, generator=gen).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(cout, cin, 3, 3, generator=gen), torch.randn(cout, generator=gen)
+    with torch.inference_mode():
+        t = median_time(lambda: F.conv2d(x, w, b, padding=1), runs)
+    return t * 1e3, cin * cout * 9 * HW[0] * HW[1] / t / 1e9
+
+
+def lane_padded_macs(model: torch.nn.Module, input_hw: tuple[int, int]) -> tuple[int, int]:
+    """(executed MACs, MACs with every conv's output width rounded up to a multiple of 16)."""
+    total = [0, 0]
+
+    def hook(mod: torch.nn.Conv2d, _inp: tuple, out: torch.Tensor) -> None:
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        macs = out.shape[2] * out.shape[3] * mod.in_channels * k * mod.out_channels
+        total[0] += macs
+        total[1] += macs * math.ceil(mod.out_channels / LANES) * LANES // mod.out_channels
+
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [m.register_forward_hook(hook) for m in convs]
+    with torch.inference_mode():
+        model(torch.rand(1, 3, *input_hw) * 255)
+    for h in hooks:
+        h.remove()
+    return total[0], total[1]
+
+
+def main() -> None:
+    """Run both studies and write the results."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=9)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    tune_allocator()
+    rows = []
+    lines = [f"3x3 conv, channels_last fp32, 1 x C x {HW[0]} x {HW[1]}, {args.threads} threads"]
+    lines.append(f"{'c':>3} {'64->c ms':>9} {'G MAC/s':>8} {'c->64 ms':>9} {'G MAC/s':>8}")
+    for c in range(8, 65, 4):
+        down, up = conv_rate(64, c, args.runs), conv_rate(c, 64, args.runs)
+        rows.append({"c": c, "64_to_c": down, "c_to_64": up})
+        lines.append(f"{c:>3} {down[0]:>9.2f} {down[1]:>8.1f} {up[0]:>9.2f} {up[1]:>8.1f}")
+    lines.append("")
+    lines.append("lane padding of the fused path at 90x160 (output widths rounded up to 16)")
+    bounds = {}
+    ref = None
+    for name in ["drn-s-x4", "drn-s30-x4", "drn-s50-x4", "drn-s70-x4"]:
+        fused = fuse_for_inference(dualsr.create_model(name))
+        executed, padded = lane_padded_macs(fused, (90, 160))
+        ref = ref or (executed, padded)
+        bound = (ref[1] / padded) / (ref[0] / executed)
+        bounds[name] = {"executed_macs": executed, "padded_macs": padded, "bound": bound}
+        lines.append(
+            f"{name:<12} executed {executed / 1e9:6.2f} G, lane-padded {padded / 1e9:6.2f} G: "
+            f"speed-up / MAC ratio at most {bound:.2f}"
+        )
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    info = machine()
+    header = (
+        f"# {info['command']}\n"
+        f"# {info['processor']}, torch {info['torch']}, load average {info['loadavg']}\n"
+    )
+    (RESULTS / "bench_conv_widths.txt").write_text(header + text + "\n")
+    (RESULTS / "bench_conv_widths.json").write_text(
+        json.dumps({"machine": info, "convs": rows, "lane_padding": bounds}, indent=2) + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
