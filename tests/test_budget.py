@@ -116,3 +116,17 @@ def test_budget_validation() -> None:
     assert Budget(macs=5, input_hw=HW).to_dict()["kind"] == "macs"
     assert allowed_widths(10, 4) == [4, 8, 10]
     assert allowed_widths(2, 4) == [2]
+
+
+def test_simd_aligned_refit_of_drn_s70_keeps_its_macs() -> None:
+    """DRN-S70's widths refit to multiples of 16 (the CPU-friendly set, docs/deployment.md)."""
+    full = dualsr.create_model("drn-s-x4")
+    s70 = preset_channel_config("drn-s70-x4")
+    macs = config_cost(full.arch, s70, (90, 160))[1]
+    fit = fit_to_budget(
+        CostModel.from_arch(full.arch, (90, 160)), s70, Budget(macs=macs, input_hw=(90, 160)), 16
+    )
+    widths = full.channel_widths()
+    assert all(w % 16 == 0 or w == f for w, f in zip(fit.channel_config, widths, strict=True))
+    assert any(w % 16 for w in s70)  # the released configuration is not aligned
+    assert abs(fit.relative_error) <= 0.02
