@@ -10,7 +10,8 @@
 # compared at an equal parameter budget. Every pruned model is fine-tuned with the dual regression
 # loss plus distillation from BASE for FT_STEPS steps (default 400) on T91 + BSD200.
 # Environment: DATA (datasets folder), SEARCH_STEPS (200), SEARCH_ARGS (extra `dualsr search`
-# options, e.g. "--lr-alpha 0.03").
+# options, e.g. "--lr-alpha 0.03"), PRUNE_ARGS (extra `dualsr prune` options, e.g. "--gamma 100")
+# and SUFFIX (appended to every model name, e.g. "-g100", so such variants sit beside the defaults).
 set -euo pipefail
 BASE=$1; OUT=$2; RATES=$3; METHODS=$4; FT_STEPS=${5:-400}
 DATA="${DATA:-../shared/datasets}"
@@ -38,13 +39,13 @@ PY
       --cache-dir runs/cache ${SEARCH_ARGS:-} -o "$search_dir"
   fi
   for method in $METHODS; do
-    name="$method-$tag"
+    name="$method-$tag${SUFFIX:-}"
     if [ ! -f "$OUT/$name.safetensors" ]; then
       if [ "$method" = uniform ]; then
         "$DUALSR" prune --model "$BASE" --rate "$rate" --method uniform -o "$OUT/$name.safetensors"
       else
         "$DUALSR" prune --model "$BASE" --config "$search_dir/channel_config.txt" --method "$method" \
-          --data $TRAIN_DIRS --images 64 --patch-size 128 --batch-size 16 -o "$OUT/$name.safetensors"
+          --data $TRAIN_DIRS --images 64 --patch-size 128 --batch-size 16 ${PRUNE_ARGS:-} -o "$OUT/$name.safetensors"
       fi
     fi
     if [ -d "$OUT/ft-$name/checkpoints" ]; then
