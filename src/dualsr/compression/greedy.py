@@ -96,13 +96,13 @@ class GreedyCost:
 # ----------------------------------------------------------------------------------------------
 # Forward-pass helpers (shared with the feature criteria of the driver)
 # ----------------------------------------------------------------------------------------------
-class _Stop(Exception):
+class StopForward(Exception):
     """Raised by a hook to end a forward pass once the needed tensor is captured."""
 
 
-def _forward_until_stop(model: nn.Module, lr: torch.Tensor) -> None:
+def forward_until_stop(model: nn.Module, lr: torch.Tensor) -> None:
     """Run ``model`` for the side effects of its hooks; a hook may end the pass early."""
-    with contextlib.suppress(_Stop):
+    with contextlib.suppress(StopForward):
         model(lr)
 
 
@@ -139,7 +139,7 @@ class LayerObjective:
     def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         self._output = output
         if self.gamma == 0:
-            raise _Stop
+            raise StopForward
 
     def __enter__(self) -> LayerObjective:
         self._handle = self.layer.consumer.register_forward_hook(self._hook)
@@ -155,7 +155,7 @@ class LayerObjective:
         self._output = None
         try:
             outputs = self.model(pyramid[0])
-        except _Stop:
+        except StopForward:
             outputs = None
         assert self._output is not None, "the layer's consumer conv did not run"
         recon = F.mse_loss(self._output, target)
@@ -280,7 +280,7 @@ def collect_moments(
 
     def pre_hook(module: nn.Module, inputs: tuple) -> None:
         captured.append(inputs[0].detach())
-        raise _Stop
+        raise StopForward
 
     grams, crosses, sqs, scales = [], [], [], []
     handle = conv.register_forward_pre_hook(pre_hook)
@@ -288,7 +288,7 @@ def collect_moments(
         with torch.no_grad():
             for pyramid, y in zip(batches, teacher_outputs, strict=True):
                 captured.clear()
-                _forward_until_stop(model, pyramid[0])
+                forward_until_stop(model, pyramid[0])
                 x = captured[0]
                 r = y - conv.bias.view(1, -1, 1, 1) if conv.bias is not None else y
                 d = conv.weight[0].numel()

@@ -47,11 +47,11 @@ from .greedy import (
     LayerMoments,
     LayerObjective,
     Pyramid,
-    _forward_until_stop,
-    _Stop,
+    StopForward,
     accumulate_gradient,
     batch_gradients,
     collect_moments,
+    forward_until_stop,
     local_sgd,
     select_greedy,
 )
@@ -220,13 +220,13 @@ def teacher_features(
 
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         captured.append(output.detach())
-        raise _Stop
+        raise StopForward
 
     handle = layer.consumer.register_forward_hook(hook)
     try:
         with torch.no_grad():
             for pyramid in batches:
-                _forward_until_stop(teacher, pyramid[0])
+                forward_until_stop(teacher, pyramid[0])
     finally:
         handle.remove()
     return captured
@@ -255,7 +255,7 @@ def collect_feature_stats(
 
     def pre_hook(module: nn.Module, inputs: tuple) -> None:
         captured.append(inputs[0].detach())
-        raise _Stop
+        raise StopForward
 
     per_batch = max(1, math.ceil(samples / len(batches)))
     patches, targets = [], []
@@ -264,7 +264,7 @@ def collect_feature_stats(
         with torch.no_grad():
             for pyramid, y in zip(batches, teacher_outputs, strict=True):
                 captured.clear()
-                _forward_until_stop(model, pyramid[0])
+                forward_until_stop(model, pyramid[0])
                 x = captured[0]
                 n, _, h, w = x.shape
                 ni = torch.randint(n, (per_batch,), generator=generator).to(x.device)
