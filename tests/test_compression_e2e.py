@@ -57,6 +57,8 @@ def test_search_prune_finetune_eval(tmp_path: Path, folders: tuple[Path, Path]) 
     assert loaded.model.channel_widths() == config
     assert loaded.duals is not None
     assert loaded.metadata["method"] == "drc" and loaded.metadata["passes"] > 0
+    kept = loaded.metadata["kept_units"]
+    assert [len(k) for k in kept] == loaded.model.channel_widths()
 
     # stage 3: fine-tune a few steps with distillation from the full model
     run_dir = tmp_path / "finetune"

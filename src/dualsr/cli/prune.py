@@ -228,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
         "parent": str(args.model),
         "config_source": source,
         "channel_config": result.channel_config,
+        # which input units of each searched layer were kept (indices into the parent's units)
+        "kept_units": result.keep,
         "gamma": args.gamma,
         "dual_weight": args.dual_weight,
         "greedy": args.greedy,
