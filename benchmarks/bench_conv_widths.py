@@ -6,9 +6,13 @@ of DRN-S x4 at a 90x160 input, where pruning shrinks ``c``. Reports the median t
 multiply-adds per second. On AVX-512 CPUs oneDNN computes output channels in groups of 16, so a
 64->20 conv costs about as much as a 64->32 one (DRN-S70's RCAB widths are 16 and 20).
 
-Also prints, for the DRN-S x4 presets, the fraction of the fused path's multiply-adds that are
-wasted by rounding every conv's output width up to a multiple of 16: the resulting bound on
-"speed-up / MAC ratio" for each compressed model.
+Also prints, for the DRN-S x4 presets at a 90x160 input:
+
+- the fused path's multiply-adds with every conv's output width rounded up to a multiple of 16,
+  and the bound this puts on "speed-up / MAC ratio" for each compressed model;
+- the sum of the isolated times of the fused graph's convolutions (each distinct conv timed
+  alone, times its count) and the whole fused forward: the speed-up / MAC ratio the convolutions
+  alone allow, and what the rest of the graph costs.
 
     python benchmarks/bench_conv_widths.py [--threads N] [--runs R]
 
@@ -77,6 +81,30 @@ def lane_padded_macs(model: torch.nn.Module, input_hw: tuple[int, int]) -> tuple
     return total[0], total[1]
 
 
+def conv_time_sum(model: torch.nn.Module, input_hw: tuple[int, int], runs: int) -> float:
+    """Seconds: sum over the convs of ``model``'s forward of their isolated median times."""
+    shapes: dict[tuple, int] = {}
+
+    def hook(mod: torch.nn.Conv2d, inp: tuple, _out: torch.Tensor) -> None:
+        key = (tuple(inp[0].shape), tuple(mod.weight.shape), mod.stride[0], mod.padding[0])
+        shapes[key] = shapes.get(key, 0) + 1
+
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [m.register_forward_hook(hook) for m in convs]
+    with torch.inference_mode():
+        model(torch.rand(1, 3, *input_hw) * 255)
+    for h in hooks:
+        h.remove()
+    total = 0.0
+    gen = torch.Generator().manual_seed(0)
+    for (xs, ws, stride, pad), count in shapes.items():
+        x = torch.randn(*xs, generator=gen).contiguous(memory_format=torch.channels_last)
+        w, b = torch.randn(*ws, generator=gen), torch.randn(ws[0], generator=gen)
+        with torch.inference_mode():
+            total += count * median_time(lambda: F.conv2d(x, w, b, stride, pad), runs)  # noqa: B023
+    return total
+
+
 def main() -> None:
     """Run both studies and write the results."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -105,6 +133,23 @@ def main() -> None:
         lines.append(
             f"{name:<12} executed {executed / 1e9:6.2f} G, lane-padded {padded / 1e9:6.2f} G: "
             f"speed-up / MAC ratio at most {bound:.2f}"
+        )
+    lines.append("")
+    lines.append("the fused graph's convolutions timed alone, summed, against the whole forward")
+    ref_t = None
+    for name in ["drn-s-x4", "drn-s70-x4"]:
+        fused = fuse_for_inference(dualsr.create_model(name))
+        x = torch.rand(1, 3, 90, 160) * 255
+        with torch.inference_mode():
+            whole = median_time(lambda: fused(x), args.runs)  # noqa: B023
+        convs = conv_time_sum(fused, (90, 160), args.runs)
+        ref_t = ref_t or (convs, whole, dualsr.count_macs(dualsr.create_model(name), (90, 160)))
+        macs = dualsr.count_macs(dualsr.create_model(name), (90, 160))
+        conv_only = (ref_t[0] / convs) / (ref_t[2] / macs)
+        bounds[name].update({"conv_seconds": convs, "forward_seconds": whole})
+        lines.append(
+            f"{name:<12} convs {convs * 1e3:7.1f} ms, forward {whole * 1e3:7.1f} ms, rest "
+            f"{(whole - convs) * 1e3:6.1f} ms; convs alone: speed-up / MAC ratio {conv_only:.2f}"
         )
     text = "\n".join(lines)
     print(text)
