@@ -100,6 +100,31 @@ class StopForward(Exception):
     """Raised by a hook to end a forward pass once the needed tensor is captured."""
 
 
+def consumer_inputs(
+    model: nn.Module, conv: nn.Conv2d, batches: Sequence[Pyramid]
+) -> Iterator[torch.Tensor]:
+    """For each batch, the input of ``conv`` in ``model``'s forward on its LR image.
+
+    Each forward pass (without gradients) stops at ``conv``, so early layers cost little. The
+    hook is removed when the iteration ends, normally or not.
+    """
+    captured: list[torch.Tensor] = []
+
+    def pre_hook(module: nn.Module, inputs: tuple) -> None:
+        captured.append(inputs[0].detach())
+        raise StopForward
+
+    handle = conv.register_forward_pre_hook(pre_hook)
+    try:
+        for pyramid in batches:
+            captured.clear()
+            with torch.no_grad():
+                forward_until_stop(model, pyramid[0])
+            yield captured[0]
+    finally:
+        handle.remove()
+
+
 def forward_until_stop(model: nn.Module, lr: torch.Tensor) -> None:
     """Run ``model`` for the side effects of its hooks; a hook may end the pass early."""
     with contextlib.suppress(StopForward):
@@ -276,36 +301,24 @@ def collect_moments(
 ) -> LayerMoments:
     """The :class:`LayerMoments` of ``layer`` in ``model`` (one forward pass, truncated there)."""
     conv = layer.consumer
-    captured: list[torch.Tensor] = []
-
-    def pre_hook(module: nn.Module, inputs: tuple) -> None:
-        captured.append(inputs[0].detach())
-        raise StopForward
-
     grams, crosses, sqs, scales = [], [], [], []
-    handle = conv.register_forward_pre_hook(pre_hook)
-    try:
-        with torch.no_grad():
-            for pyramid, y in zip(batches, teacher_outputs, strict=True):
-                captured.clear()
-                forward_until_stop(model, pyramid[0])
-                x = captured[0]
-                r = y - conv.bias.view(1, -1, 1, 1) if conv.bias is not None else y
-                d = conv.weight[0].numel()
-                gram = torch.zeros(d, d, dtype=torch.float64, device=x.device)
-                cross = torch.zeros(r.shape[1], d, dtype=torch.float64, device=x.device)
-                for i in range(x.shape[0]):  # one image at a time bounds the unfold's memory
-                    p = F.unfold(
-                        x[i : i + 1], conv.kernel_size, conv.dilation, conv.padding, conv.stride
-                    )[0]
-                    gram += (p @ p.T).double()
-                    cross += (r[i].flatten(1) @ p.T).double()
-                grams.append(gram)
-                crosses.append(cross)
-                sqs.append(float(r.double().pow(2).sum()))
-                scales.append(2.0 / y.numel())
-    finally:
-        handle.remove()
+    inputs = consumer_inputs(model, conv, batches)
+    with torch.no_grad():
+        for x, y in zip(inputs, teacher_outputs, strict=True):
+            r = y - conv.bias.view(1, -1, 1, 1) if conv.bias is not None else y
+            d = conv.weight[0].numel()
+            gram = torch.zeros(d, d, dtype=torch.float64, device=x.device)
+            cross = torch.zeros(r.shape[1], d, dtype=torch.float64, device=x.device)
+            for i in range(x.shape[0]):  # one image at a time bounds the unfold's memory
+                p = F.unfold(
+                    x[i : i + 1], conv.kernel_size, conv.dilation, conv.padding, conv.stride
+                )[0]
+                gram += (p @ p.T).double()
+                cross += (r[i].flatten(1) @ p.T).double()
+            grams.append(gram)
+            crosses.append(cross)
+            sqs.append(float(r.double().pow(2).sum()))
+            scales.append(2.0 / y.numel())
     return LayerMoments(grams, crosses, sqs, scales)
 
 

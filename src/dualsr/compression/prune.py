@@ -51,6 +51,7 @@ from .greedy import (
     accumulate_gradient,
     batch_gradients,
     collect_moments,
+    consumer_inputs,
     forward_until_stop,
     local_sgd,
     select_greedy,
@@ -251,32 +252,19 @@ def collect_feature_stats(
     if conv.stride != (1, 1) or conv.dilation != (1, 1) or (ph, pw) != (kh // 2, kw // 2):
         raise ValueError(f"{layer.name}: feature statistics need a stride-1 'same' consumer conv")
     bias = teacher_layer.consumer.bias
-    captured: list[torch.Tensor] = []
-
-    def pre_hook(module: nn.Module, inputs: tuple) -> None:
-        captured.append(inputs[0].detach())
-        raise StopForward
-
     per_batch = max(1, math.ceil(samples / len(batches)))
     patches, targets = [], []
-    handle = conv.register_forward_pre_hook(pre_hook)
-    try:
-        with torch.no_grad():
-            for pyramid, y in zip(batches, teacher_outputs, strict=True):
-                captured.clear()
-                forward_until_stop(model, pyramid[0])
-                x = captured[0]
-                n, _, h, w = x.shape
-                ni = torch.randint(n, (per_batch,), generator=generator).to(x.device)
-                yi = torch.randint(h, (per_batch,), generator=generator).to(x.device)
-                xi = torch.randint(w, (per_batch,), generator=generator).to(x.device)
-                xp = F.pad(x, (pw, pw, ph, ph))
-                taps = [xp[ni, :, yi + dy, xi + dx] for dy in range(kh) for dx in range(kw)]
-                patches.append(torch.stack(taps, -1))
-                t = y[ni, :, yi, xi]
-                targets.append(t - bias.detach() if bias is not None else t)
-    finally:
-        handle.remove()
+    with torch.no_grad():
+        for x, y in zip(consumer_inputs(model, conv, batches), teacher_outputs, strict=True):
+            n, _, h, w = x.shape
+            ni = torch.randint(n, (per_batch,), generator=generator).to(x.device)
+            yi = torch.randint(h, (per_batch,), generator=generator).to(x.device)
+            xi = torch.randint(w, (per_batch,), generator=generator).to(x.device)
+            xp = F.pad(x, (pw, pw, ph, ph))
+            taps = [xp[ni, :, yi + dy, xi + dx] for dy in range(kh) for dx in range(kw)]
+            patches.append(torch.stack(taps, -1))
+            t = y[ni, :, yi, xi]
+            targets.append(t - bias.detach() if bias is not None else t)
     targets_t = torch.cat(targets).cpu()
     out_channel = torch.randint(targets_t.shape[1], (targets_t.shape[0],), generator=generator)
     return FeatureStats(
