@@ -24,7 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
+import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ from _machine import machine
 
 import dualsr
 from dualsr.deploy.allocator import tune_allocator
+from dualsr.deploy.bench import time_calls
 from dualsr.deploy.fused import fuse_for_inference
 
 RESULTS = Path(__file__).parent / "results"
@@ -40,16 +42,9 @@ HW = (180, 320)
 LANES = 16  # fp32 values in an AVX-512 register
 
 
-def median_time(fn, runs: int) -> float:
+def median_time(fn: Callable[[], object], runs: int) -> float:
     """Median seconds of ``runs`` calls after two warm-up calls."""
-    fn()
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return statistics.median(time_calls(fn, warmup=2, runs=runs))
 
 
 def conv_rate(cin: int, cout: int, runs: int) -> tuple[float, float]:
@@ -62,15 +57,14 @@ def conv_rate(cin: int, cout: int, runs: int) -> tuple[float, float]:
     return t * 1e3, cin * cout * 9 * HW[0] * HW[1] / t / 1e9
 
 
-def lane_padded_macs(model: torch.nn.Module, input_hw: tuple[int, int]) -> tuple[int, int]:
-    """(executed MACs, MACs with every conv's output width rounded up to a multiple of 16)."""
-    total = [0, 0]
+def conv_calls(model: torch.nn.Module, input_hw: tuple[int, int]) -> dict[tuple, list[int]]:
+    """The convs of one forward of ``model``: (input shape, weight shape, stride, padding) ->
+    [number of calls, output height * width]."""
+    calls: dict[tuple, list[int]] = {}
 
-    def hook(mod: torch.nn.Conv2d, _inp: tuple, out: torch.Tensor) -> None:
-        k = mod.kernel_size[0] * mod.kernel_size[1]
-        macs = out.shape[2] * out.shape[3] * mod.in_channels * k * mod.out_channels
-        total[0] += macs
-        total[1] += macs * math.ceil(mod.out_channels / LANES) * LANES // mod.out_channels
+    def hook(mod: torch.nn.Conv2d, inp: tuple, out: torch.Tensor) -> None:
+        key = (tuple(inp[0].shape), tuple(mod.weight.shape), mod.stride[0], mod.padding[0])
+        calls.setdefault(key, [0, out.shape[2] * out.shape[3]])[0] += 1
 
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     hooks = [m.register_forward_hook(hook) for m in convs]
@@ -78,26 +72,24 @@ def lane_padded_macs(model: torch.nn.Module, input_hw: tuple[int, int]) -> tuple
         model(torch.rand(1, 3, *input_hw) * 255)
     for h in hooks:
         h.remove()
-    return total[0], total[1]
+    return calls
+
+
+def lane_padded_macs(model: torch.nn.Module, input_hw: tuple[int, int]) -> tuple[int, int]:
+    """(executed MACs, MACs with every conv's output width rounded up to a multiple of 16)."""
+    executed = padded = 0
+    for (_, (cout, cin, kh, kw), _, _), (count, pixels) in conv_calls(model, input_hw).items():
+        macs = count * pixels * cin * kh * kw * cout
+        executed += macs
+        padded += macs * math.ceil(cout / LANES) * LANES // cout
+    return executed, padded
 
 
 def conv_time_sum(model: torch.nn.Module, input_hw: tuple[int, int], runs: int) -> float:
     """Seconds: sum over the convs of ``model``'s forward of their isolated median times."""
-    shapes: dict[tuple, int] = {}
-
-    def hook(mod: torch.nn.Conv2d, inp: tuple, _out: torch.Tensor) -> None:
-        key = (tuple(inp[0].shape), tuple(mod.weight.shape), mod.stride[0], mod.padding[0])
-        shapes[key] = shapes.get(key, 0) + 1
-
-    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    hooks = [m.register_forward_hook(hook) for m in convs]
-    with torch.inference_mode():
-        model(torch.rand(1, 3, *input_hw) * 255)
-    for h in hooks:
-        h.remove()
     total = 0.0
     gen = torch.Generator().manual_seed(0)
-    for (xs, ws, stride, pad), count in shapes.items():
+    for (xs, ws, stride, pad), (count, _) in conv_calls(model, input_hw).items():
         x = torch.randn(*xs, generator=gen).contiguous(memory_format=torch.channels_last)
         w, b = torch.randn(*ws, generator=gen), torch.randn(ws[0], generator=gen)
         with torch.inference_mode():

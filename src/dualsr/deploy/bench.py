@@ -337,7 +337,7 @@ def measure_ceiling(
     runners = _ceiling_runners(shape)
     with torch.inference_mode():
         for name, fn in runners.items():
-            times = _time(fn, warmup=2, runs=runs)
+            times = time_calls(fn, warmup=2, runs=runs)
             ceiling.layouts[name] = ceiling.macs / statistics.median(times)
             if name == max(ceiling.layouts, key=ceiling.layouts.get):
                 ceiling.layout, ceiling.times_s = name, times
@@ -350,7 +350,8 @@ def _new_ceiling(shape: tuple[int, int, int, int]) -> Ceiling:
     return Ceiling(shape=tuple(shape), layout="", macs=cin * cout * 9 * h * w)
 
 
-def _time(fn: Callable[[], object], warmup: int, runs: int) -> list[float]:
+def time_calls(fn: Callable[[], object], warmup: int, runs: int) -> list[float]:
+    """Seconds of each of ``runs`` calls of ``fn``, after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -434,14 +435,14 @@ def run_benchmark(
         # under the same load as the model passes, not a lucky short run
         bursts = {}
         for name, fn in ceiling_fns.items():
-            single = min(_time(fn, 0, 2))
+            single = min(time_calls(fn, 0, 2))
             bursts[name] = max(3, math.ceil(CEILING_BURST_S / max(single, 1e-6)))
         layout_rates: dict[str, list[float]] = {k: [] for k in ceiling_fns}
         for r in range(rounds):
             say(f"round {r + 1}/{rounds} (load {_fmt_load(loadavg())})")
             for name, fn in ceiling_fns.items():
                 calls = bursts[name]
-                layout_rates[name].append(calls * ceiling.macs / sum(_time(fn, 0, calls)))
+                layout_rates[name].append(calls * ceiling.macs / sum(time_calls(fn, 0, calls)))
             for result, fn in runners:
                 start = time.perf_counter()
                 fn(example)
