@@ -12,6 +12,19 @@ from ..pretrained import BICUBIC, resolve_model
 BACKEND_CHOICES = ["auto", "eager", "fused", "compile", "onnxruntime"]
 
 
+def add_set_option(p: argparse.ArgumentParser, example: str = "optim.lr=2e-4") -> None:
+    """``--set KEY=VALUE`` (repeatable): training-config overrides, collected in ``overrides``."""
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a training config value, e.g. --set {example} (repeatable; values are "
+        "YAML)",
+    )
+
+
 def add_inference_options(
     parser: argparse.ArgumentParser, default_model: str | None, default_tile: int | None = None
 ) -> None:

@@ -7,6 +7,8 @@ import signal
 import sys
 from pathlib import Path
 
+from .common import add_set_option
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     """Register the subcommand."""
@@ -30,14 +32,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     )
     p.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
     p.add_argument("--config", "-c", type=Path, metavar="YAML", help="a training recipe")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a training config value, e.g. --set optim.lr=5e-5 (repeatable)",
-    )
+    add_set_option(p, "optim.lr=5e-5")
     return p
 
 

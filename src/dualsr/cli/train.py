@@ -8,6 +8,8 @@ import sys
 
 import yaml
 
+from .common import add_set_option
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     """Register the subcommand."""
@@ -20,15 +22,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         "`torchrun --nproc_per_node N -m dualsr train --config ...`.",
     )
     p.add_argument("--config", "-c", metavar="YAML", help="the training recipe")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set optim.lr=2e-4 --set loss.dual=false "
-        "(repeatable; values are YAML)",
-    )
+    add_set_option(p, "optim.lr=2e-4 --set loss.dual=false")
     p.add_argument(
         "--run-dir", metavar="DIR", help="where the run is written (= --set run.dir=DIR)"
     )
