@@ -87,7 +87,8 @@ def test_bench_command_writes_json(
     args += ["--rounds", "2", "--warmup", "0", "--threads", "1", "--json", str(out)]
     assert main([*args, "--ceiling-shape", "8x8x16x16"]) == 0
     text = capsys.readouterr().out
-    assert "ceiling: 3x3 conv 8->8" in text and "fused" in text
+    assert "ceiling fp32: 3x3 conv 8->8" in text and "fused" in text
+    assert "ceiling bf16" not in text  # no bf16 backend timed
     doc = json.loads(out.read_text())
     assert [r["backend"] for r in doc["results"]] == ["eager", "fused"]
     assert doc["results"][0]["input_hw"] == [8, 12] and doc["threads"] == 1

@@ -83,9 +83,9 @@ def test_folding_is_chosen_by_cost() -> None:
 def test_torch_upscaler_default_is_the_fused_path_on_cpu() -> None:
     model = tiny_model()
     img = random_image(9, 13)
-    fast = TorchUpscaler(model)
+    fast = TorchUpscaler(model, precision="fp32")
     assert fast.backend == "fused"
-    eager = TorchUpscaler(model, backend="eager")
+    eager = TorchUpscaler(model, backend="eager", precision="fp32")
     assert eager.backend == "eager"
     diff = np.abs(fast(img, out_dtype=np.float32) - eager(img, out_dtype=np.float32)).max()
     assert diff <= 1e-3
@@ -140,12 +140,14 @@ def test_compile_failure_falls_back_to_fused(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(torch, "compile", no_compiler)
     model = tiny_model()
-    up = TorchUpscaler(model, backend="compile")
+    up = TorchUpscaler(model, backend="compile", precision="fp32")
     assert up.backend == "compile"
     with pytest.warns(UserWarning, match="compile inference path failed.*falling back to fused"):
         out = up(random_image(6, 7), out_dtype=np.float32)
     assert up.backend == "fused"
-    ref = TorchUpscaler(model, backend="eager")(random_image(6, 7), out_dtype=np.float32)
+    ref = TorchUpscaler(model, backend="eager", precision="fp32")(
+        random_image(6, 7), out_dtype=np.float32
+    )
     assert np.abs(out - ref).max() <= 1e-3
 
 
@@ -189,7 +191,9 @@ def test_onnx_upscaler_tiles_like_the_torch_upscaler(tmp_path: Path) -> None:
     model = tiny_model()
     path = export_onnx(model, tmp_path / "m.onnx")
     img = random_image(14, 11)
-    ref = TorchUpscaler(model, tile=5, tile_overlap=2, backend="eager")(img, out_dtype=np.float32)
+    ref = TorchUpscaler(model, tile=5, tile_overlap=2, backend="eager", precision="fp32")(
+        img, out_dtype=np.float32
+    )
     calls: list[tuple[int, int]] = []
     up = OnnxUpscaler(path, tile=5, tile_overlap=2, progress=lambda d, t: calls.append((d, t)))
     assert up.scale == 4
@@ -197,7 +201,7 @@ def test_onnx_upscaler_tiles_like_the_torch_upscaler(tmp_path: Path) -> None:
     assert np.abs(out - ref).max() <= 1e-3
     assert calls[-1] == (9, 9)  # 3 x 3 tiles
     on_the_fly = OnnxUpscaler(model)  # a DRN is exported to a temporary file
-    whole = TorchUpscaler(model, backend="eager")(img)
+    whole = TorchUpscaler(model, backend="eager", precision="fp32")(img)
     assert np.abs(on_the_fly(img).astype(int) - whole).max() <= 1
 
 

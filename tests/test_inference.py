@@ -21,7 +21,7 @@ def test_tile_spans_cover_exactly_once() -> None:
 def test_whole_image_upscaler_matches_model() -> None:
     model = tiny_model()
     img = random_image(10, 12).astype(np.float32)
-    out = TorchUpscaler(model)(img, out_dtype=np.float32)
+    out = TorchUpscaler(model, precision="fp32")(img, out_dtype=np.float32)
     with torch.no_grad():
         ref = model(torch.from_numpy(img).permute(2, 0, 1)[None])[-1][0]
     ref = ref.clamp(0, 255).permute(1, 2, 0).numpy()

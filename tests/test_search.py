@@ -472,7 +472,7 @@ def test_search_options_unknown_key_names_it(tmp_path: Path) -> None:
         ("input_size", "9x", "--input-size: expected HxW"),
         ("ratios", [0.5, 2], "--ratios must be numbers in (0, 1]"),
         ("order", "third", "--order must be 'first' or 'second'"),
-        ("steps", -1, "--steps must be >= 0"),
+        ("steps", -1, "--steps must be at least 1"),
         ("rate", 1.5, "rate must be in (0, 1)"),
         ("data", 5, "--data: expected a folder or a list of folders"),
     ],

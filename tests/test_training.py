@@ -98,7 +98,7 @@ def test_config_overrides_and_yaml(tmp_path: Path) -> None:
         ("optim.lr=fast", "optim.lr: expected a number, got 'fast'"),
         ("optim.lr=-1", "optim.lr must be > 0"),
         ("data.batch_size=2.5", "data.batch_size: expected an integer"),
-        ("train.amp=fp8", "train.amp must be one of none, bf16, fp16"),
+        ("train.amp=fp8", "train.amp must be one of none, auto, bf16, fp16"),
         ("loss.dual=maybe", "loss.dual: expected true or false"),
         ("model.preset=drn-xl", "model.preset 'drn-xl' is unknown"),
         ("model.init=m.safetensors", "model.init takes the architecture from the checkpoint"),
@@ -417,3 +417,83 @@ def test_cli_sigint_in_a_real_process_saves_and_exits(tmp_path: Path) -> None:
     assert "SIGINT received" in err and "--resume" in err
     ckpt = dualsr.load_checkpoint(tmp_path / "run" / "latest.safetensors")
     assert ckpt.metadata["step"] >= 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Failures mid-run: nothing lost, no hang
+# ----------------------------------------------------------------------------------------------
+def test_an_error_mid_run_saves_the_steps_done(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, "train.steps=20", "run.save_every=100")
+
+    def boom(info) -> None:
+        if info.step == 3:
+            raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train(cfg, callbacks=[boom])
+    ckpt = dualsr.load_checkpoint(tmp_path / "run" / "latest.safetensors")
+    assert ckpt.metadata["step"] == 3
+    resumed = train(cfg, resume=True)
+    assert resumed.finished and resumed.step == 20
+
+
+def test_an_error_with_loader_workers_exits_instead_of_hanging(tmp_path: Path) -> None:
+    """The DataLoader's workers ignore SIGTERM; left alive after an error they used to keep
+    the process from ever exiting."""
+    write_images(tmp_path / "hr", [(24, 24), (32, 28), (20, 36)])
+    script = f"""
+import sys
+from dualsr.training import load_config, train
+cfg = load_config(None, ["model.scale=4", "model.n_feats=4", "model.n_blocks=1",
+    "data.train=[{tmp_path / "hr"}]", "data.patch_size=16", "data.batch_size=2",
+    "data.workers=2", "data.cache=memory", "train.steps=50", "train.threads=1",
+    "run.dir={tmp_path / "run"}", "run.progress=false", "run.tensorboard=false",
+    "run.save_every=100"])
+def boom(info):
+    if info.step == 2:
+        raise RuntimeError("boom")
+try:
+    train(cfg, callbacks=[boom])
+except RuntimeError:
+    sys.exit(7)
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 7, proc.stderr
+    assert "stopped by an error at step 2" in proc.stderr and "--resume" in proc.stderr
+    assert (tmp_path / "run" / "latest.safetensors").is_file()
+
+
+def test_validation_images_are_checked_at_start(tmp_path: Path) -> None:
+    from PIL import Image
+
+    val = tmp_path / "val"
+    write_images(val, [(32, 36)], seed=9)
+    Image.new("RGB", (8, 30)).save(val / "small.png")
+    cfg = tiny_config(tmp_path, f"val.folders=[{val}]")
+    with pytest.raises(ConfigError, match=r"small.png is 8x30, too small to validate at x4"):
+        train(cfg)
+    (val / "small.png").unlink()
+    (val / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(ConfigError, match=r"val.folders\[0\]: .*broken.png"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing started
+
+
+def test_amp_auto_is_bf16_only_where_native(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dualsr.deploy import precision
+    from dualsr.training.loop import resolve_amp
+
+    cfg = tiny_config(tmp_path, "train.amp=auto")
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_bf16_features", lambda: ("avx512_bf16",))
+    assert resolve_amp(cfg, cpu) == "bf16"
+    assert make_tiny_trainer(tmp_path, "train.amp=auto").amp_dtype == torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_bf16_features", lambda: ())
+    assert resolve_amp(cfg, cpu) == "none"
+    assert make_tiny_trainer(tmp_path, "train.amp=auto").amp_dtype is None
+    assert resolve_amp(tiny_config(tmp_path, "train.amp=bf16"), cpu) == "bf16"

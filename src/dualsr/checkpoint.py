@@ -208,6 +208,17 @@ def _load_official(path: Path) -> Checkpoint:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, pickle errors, EOFError ...
+        # weights_only refused a class or function the file refers to: a pickled object, not
+        # a corrupt file (those fail with other unpickler or zip errors, handled below)
+        refused = re.search(
+            r"(?:global: GLOBAL|unsupported GLOBAL|Unsupported class) ([\w.]+)", str(exc)
+        )
+        if "Weights only load failed" in str(exc) and refused:
+            raise CheckpointError(
+                f"{path} is a pickled Python object (e.g. a whole nn.Module; it needs "
+                f"{refused.group(1)}), not a state_dict; dualsr never unpickles code. Convert it "
+                "once where you trust the file: see docs/models.md"
+            ) from None
         raise CheckpointError(
             f"{path} could not be loaded as a PyTorch checkpoint ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); the file may be truncated, corrupt "
@@ -275,14 +286,38 @@ def infer_arch(state: Mapping[str, torch.Tensor], source: str = "state_dict") ->
 
 
 def _build_and_load(arch: DRNArch, state: Mapping[str, torch.Tensor], path: Path) -> DRN:
+    model = DRN(arch.scale, arch.n_feats, arch.n_blocks, arch.channel_config, arch.rgb_range)
+    expected, given = model.state_dict(), dict(state)
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    wrong = [
+        f"{k} {tuple(given[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in given and tuple(given[k].shape) != tuple(v.shape)
+    ]
+    problems = [
+        f"{what} {_few(keys)}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(
+            f"{path}: the weights do not fit a DRN (x{arch.scale}, n_feats {arch.n_feats}, "
+            f"{arch.n_blocks} RCABs a stage): {'; '.join(problems)}. The file is incomplete or "
+            "from another model"
+        )
     try:
-        model = DRN(arch.scale, arch.n_feats, arch.n_blocks, arch.channel_config, arch.rgb_range)
         model.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError) as exc:
-        raise CheckpointError(
-            f"{path}: weights do not fit the DRN architecture {arch}: {str(exc).splitlines()[0]}"
-        ) from exc
+        text = " ".join(str(exc).split())
+        raise CheckpointError(f"{path}: the weights do not fit a DRN {arch}: {text}") from exc
     return model
+
+
+def _few(keys: list[str], limit: int = 3) -> str:
+    """Up to ``limit`` keys, then how many more: the names matter, not a wall of them."""
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 def _load_duals(arch: DRNArch, dual_sds: list, path: Path) -> DualModels:

@@ -15,3 +15,8 @@ class ImageError(DualSRError):
 
 class ConfigError(DualSRError):
     """A configuration file or value is invalid; the message names the key."""
+
+
+class DownloadError(DualSRError):
+    """Released weights could not be fetched or verified (network, truncation, checksum, the
+    wrong file); the message names the URL and how to supply the file locally instead."""

@@ -38,16 +38,17 @@ class DatasetResult:
 
     dataset: str
     images: list[ImageResult] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # image name -> why it failed
 
     @property
     def psnr(self) -> float:
-        """Mean PSNR (dB) over the images."""
-        return float(np.mean([r.psnr for r in self.images]))
+        """Mean PSNR (dB) over the images (NaN when none was evaluated)."""
+        return float(np.mean([r.psnr for r in self.images])) if self.images else float("nan")
 
     @property
     def ssim(self) -> float:
-        """Mean SSIM over the images."""
-        return float(np.mean([r.ssim for r in self.images]))
+        """Mean SSIM over the images (NaN when none was evaluated)."""
+        return float(np.mean([r.ssim for r in self.images])) if self.images else float("nan")
 
     @property
     def seconds(self) -> float:
@@ -58,10 +59,11 @@ class DatasetResult:
         """A JSON-friendly summary row."""
         return {
             "dataset": self.dataset,
-            "psnr": self.psnr,
-            "ssim": self.ssim,
+            "psnr": self.psnr if self.images else None,
+            "ssim": self.ssim if self.images else None,
             "images": len(self.images),
             "seconds": self.seconds,
+            "failed": dict(self.failed),
         }
 
 
@@ -86,26 +88,46 @@ def score(sr: np.ndarray, hr: np.ndarray, scale: int) -> tuple[float, float]:
     return psnr(sr, hr, crop_border=scale), ssim(sr, hr, crop_border=scale)
 
 
-def evaluate_folder(
-    upscaler: Upscaler,
-    folder: str | Path,
-    name: str | None = None,
-    on_image: Callable[[ImageResult], None] | None = None,
-) -> DatasetResult:
-    """Evaluate ``upscaler`` on every image of ``folder`` (HR ground truth)."""
+def benchmark_images(folder: str | Path, name: str | None = None) -> tuple[str, list[Path]]:
+    """(dataset name, its HR image files) of a benchmark folder: a folder of images, or one
+    with an ``HR/`` subfolder. DualSRError if it is missing or holds no images."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DualSRError(f"data folder not found: {folder}")
-    # accept either a folder of images or a benchmark folder with an HR/ subfolder
     if not list_images(folder) and (folder / "HR").is_dir():
         name = name or folder.name
         folder = folder / "HR"
     files = list_images(folder)
     if not files:
         raise DualSRError(f"no images (png, jpg, bmp, webp, tif) in {folder}")
-    result = DatasetResult(name or folder.name)
+    return name or folder.name, files
+
+
+def evaluate_folder(
+    upscaler: Upscaler,
+    folder: str | Path,
+    name: str | None = None,
+    on_image: Callable[[ImageResult], None] | None = None,
+    on_error: Callable[[Path, DualSRError], None] | None = None,
+) -> DatasetResult:
+    """Evaluate ``upscaler`` on every image of ``folder`` (HR ground truth).
+
+    An image that cannot be read or is too small raises DualSRError naming the file, unless
+    ``on_error`` is given: then it is called, the image is recorded in ``failed`` and the
+    others are evaluated.
+    """
+    dataset, files = benchmark_images(folder, name)
+    result = DatasetResult(dataset)
     for path in files:
-        hr, lr = make_pair(load_rgb_uint8(path), upscaler.scale)
+        try:
+            hr, lr = make_pair(load_rgb_uint8(path), upscaler.scale)
+        except DualSRError as exc:
+            text = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            if on_error is None:
+                raise DualSRError(text) from None
+            result.failed[path.name] = text
+            on_error(path, DualSRError(text))
+            continue
         start = time.perf_counter()
         sr = upscaler(lr)
         seconds = time.perf_counter() - start

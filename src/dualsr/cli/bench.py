@@ -10,19 +10,22 @@ from pathlib import Path
 from ..deploy.bench import BACKENDS, DEFAULT_BACKENDS, DEFAULT_CEILING_SHAPE, run_benchmark
 from ..fileio import atomic_write_bytes
 from ..profiling import parse_hw
-from .profile import add_model_argument, model_for_costs
+from .common import positive_int
+from .profile import add_model_argument, check_forward_fits, model_for_costs
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     """Register the subcommand."""
     p = sub.add_parser(
         name,
-        help="time inference backends (eager, channels_last, fused, compile, ONNX Runtime)",
+        help="time inference backends (eager, fused, fused-bf16, compile, ONNX Runtime, ...)",
         description="Median latency (with warm-up, a fixed thread count and interleaved rounds, "
         "so load from other processes hits every backend alike) of each model on each backend, "
         "its multiply-adds per second and the fraction of the machine's ceiling: the measured "
-        "rate of a large dense 3x3 convolution in the same rounds. Table to stdout, JSON to a "
-        "file. Run it on a quiet machine: the load average is recorded with the results.",
+        "rate of a large dense 3x3 convolution in the same rounds, one ceiling per precision "
+        "(fp32, and bf16 when a bf16 backend is timed). fused-bf16 is what `dualsr upscale` runs "
+        "by default on CPUs with native bf16. Table to stdout, JSON to a file. Run it on a "
+        "quiet machine: the load average is recorded with the results.",
     )
     add_model_argument(p, nargs="+")
     p.add_argument(
@@ -35,7 +38,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         help=f"comma-separated, from {', '.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)})",
     )
     p.add_argument(
-        "--threads", type=int, default=None, help="intra-op threads (default: torch's default)"
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="intra-op threads (default: torch's default)",
     )
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per backend (default: 2)")
     p.add_argument("--rounds", type=int, default=5, help="timed calls per backend (default: 5)")
@@ -80,9 +86,12 @@ def run(args: argparse.Namespace) -> int:
             f"--ceiling-shape must be CINxCOUTxHxW, e.g. 64x64x180x320, got {args.ceiling_shape}"
         ) from None
     models = {spec: model_for_costs(spec, args.channel_config) for spec in args.model}
+    input_hw = parse_hw(args.input)
+    for spec, model in models.items():
+        check_forward_fits(model, input_hw, spec, "time a smaller --input (costs scale with area)")
     report = run_benchmark(
         models,
-        parse_hw(args.input),
+        input_hw,
         backends,
         threads=args.threads,
         warmup=args.warmup,

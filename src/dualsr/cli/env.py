@@ -17,6 +17,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import __version__
+    from ..deploy.precision import describe_precision
 
     rows = {
         "dualsr": __version__,
@@ -26,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
         "numpy": numpy.__version__,
         "torch threads": torch.get_num_threads(),
         "cuda available": torch.cuda.is_available(),
+        "cpu capability": torch.backends.cpu.get_cpu_capability(),
+        "precision auto": describe_precision("cpu"),
     }
     for mod in ("onnxruntime", "safetensors", "PIL"):
         try:

@@ -8,9 +8,9 @@ import io
 import json
 from pathlib import Path
 
-from ..evaluation import DatasetResult, evaluate_folder, results_rows
+from ..evaluation import DatasetResult, benchmark_images, evaluate_folder, results_rows
 from ..fileio import atomic_write_bytes
-from .common import add_inference_options, build_upscaler
+from .common import add_inference_options, build_upscaler, ensure_writable_folder
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -69,11 +69,37 @@ def write_results(out: Path, results: list[DatasetResult], meta: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the evaluation and print the table."""
+    """Check every folder and --out, then evaluate with progress; a bad image is reported and
+    skipped (exit 1 at the end), the others are still scored."""
+    import sys
+
+    from tqdm import tqdm
+
+    from ..errors import DualSRError
+
+    sets = [benchmark_images(folder) for folder in args.data]  # every folder, before any work
+    if args.out.exists() and not args.out.is_dir():
+        raise DualSRError(f"--out {args.out} is an existing file, not a folder: give a folder")
+    ensure_writable_folder(args.out, "--out")
     upscaler = build_upscaler(args, scale=args.scale)
     scale = upscaler.scale
-    results = [evaluate_folder(upscaler, folder) for folder in args.data]
-    title = f"model: {args.model}  scale: x{scale}" + (
+    total = sum(len(files) for _, files in sets)
+    results = []
+    with tqdm(total=total, unit="img", desc="eval", leave=False) as bar:
+
+        def failed(path: Path, exc: DualSRError) -> None:
+            tqdm.write(f"error: {exc}", file=sys.stderr)
+            bar.update(1)
+
+        for folder, (name, _) in zip(args.data, sets, strict=True):
+            bar.set_postfix_str(name)
+            results.append(
+                evaluate_folder(
+                    upscaler, folder, name, on_image=lambda _r: bar.update(1), on_error=failed
+                )
+            )
+    precision = getattr(upscaler, "precision", "fp32")  # bicubic and ONNX Runtime: fp32
+    title = f"model: {args.model}  scale: x{scale}  precision: {precision}" + (
         "  (self-ensemble)" if args.self_ensemble else ""
     )
     print(format_table(results, title))
@@ -81,10 +107,16 @@ def run(args: argparse.Namespace) -> int:
         "model": args.model,
         "scale": scale,
         "self_ensemble": args.self_ensemble,
-        "tile": args.tile,
+        "precision": precision,
+        "backend": getattr(upscaler, "backend", None),
+        "tile": getattr(upscaler, "tile", None),
         "tile_overlap": args.tile_overlap,
         "protocol": "Y channel (BT.601), border shave = scale, MATLAB bicubic LR, uint8 SR",
     }
     write_results(args.out, results, meta)
     print(f"per-image results: {args.out / 'results.csv'}, {args.out / 'results.json'}")
+    n_failed = sum(len(r.failed) for r in results)
+    if n_failed:
+        print(f"error: {n_failed} image(s) could not be evaluated; see above", file=sys.stderr)
+        return 1
     return 0

@@ -40,6 +40,14 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         "model as written",
     )
     p.add_argument(
+        "--resize-op",
+        action="store_true",
+        help="export the bicubic pre-upsampling as an ONNX Resize node (cubic), the graph of "
+        "earlier versions, which only some runtimes read (ONNX Runtime does, OpenCV's dnn does "
+        "not). Default: the portable graph, with the bicubic as fixed-weight convolutions and no "
+        "Resize, DepthToSpace or Shape node. --int8 always quantizes the Resize graph.",
+    )
+    p.add_argument(
         "--no-check",
         action="store_true",
         help="skip the check that ONNX Runtime reproduces PyTorch on a small input",
@@ -76,8 +84,15 @@ def run(args: argparse.Namespace) -> int:
     model = resolve_model(args.model)
     if args.int8:
         return _export_int8(model, args)
-    path = export_onnx(model, args.output, opset=args.opset, fused=args.graph == "fused")
-    print(f"wrote {path} (x{model.scale}, opset {args.opset}, {args.graph} graph)")
+    path = export_onnx(
+        model,
+        args.output,
+        opset=args.opset,
+        fused=args.graph == "fused",
+        portable=not args.resize_op,
+    )
+    kind = "Resize node" if args.resize_op else "portable"
+    print(f"wrote {path} (x{model.scale}, opset {args.opset}, {args.graph} graph, {kind})")
     if not args.no_check:
         try:
             session = onnx_session(path)
@@ -99,7 +114,9 @@ def _export_int8(model: DRN, args: argparse.Namespace) -> int:
     from ..deploy.quantize import quantize_checked
 
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", opset=args.opset)
+        # the Resize graph: quantize_onnx keeps the first two convolutions (mean shift, head) in
+        # float32 by position, and the portable graph has the bicubic convolution between them
+        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", opset=args.opset, portable=False)
         checks = quantize_checked(
             fp32, args.output, args.calibration, args.validate, max_loss_db=args.max_psnr_loss
         )

@@ -21,12 +21,16 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         "--config takes a training recipe for everything else, --set overrides any key, and an "
         "interrupted run continues with `dualsr train --resume RUN_DIR`.",
     )
-    p.add_argument("--model", "-m", required=True, type=Path, help="the pruned checkpoint")
+    p.add_argument(
+        "--model", "-m", required=True, help="the pruned checkpoint (or a preset with weights)"
+    )
     p.add_argument(
         "--output", "-o", required=True, type=Path, metavar="RUN_DIR", help="the run directory"
     )
     p.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR training images")
-    p.add_argument("--teacher", type=Path, help="checkpoint to distil from (e.g. DRN-L)")
+    p.add_argument(
+        "--teacher", help="checkpoint, preset or released model to distil from (e.g. DRN-L)"
+    )
     p.add_argument(
         "--distill-weight", type=float, default=1.0, help="distillation weight (default 1)"
     )
@@ -39,12 +43,21 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
 def run(args: argparse.Namespace) -> int:
     """Build the training config from the options and train."""
     from ..compression.finetune import finetune, finetune_config
+    from ..errors import ConfigError
+    from ..pretrained import resolve_checkpoint_path
+    from ..training.state import run_has_checkpoints
+
+    if run_has_checkpoints(Path(args.output)):
+        raise ConfigError(
+            f"-o {args.output} already holds a fine-tuning run; continue it with "
+            f"`dualsr train --resume {args.output}`, or choose a new -o"
+        )
 
     cfg = finetune_config(
-        args.model,
+        resolve_checkpoint_path(args.model),
         args.output,
         args.data or (),
-        teacher=args.teacher,
+        teacher=resolve_checkpoint_path(args.teacher) if args.teacher else None,
         distill_weight=args.distill_weight,
         steps=args.steps,
         recipe=args.config,

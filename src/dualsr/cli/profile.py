@@ -18,6 +18,7 @@ from ..profiling import (
     parse_hw,
     profile_model,
 )
+from .common import positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -47,7 +48,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p.add_argument(
         "--no-memory", action="store_true", help="skip the peak-memory measurement (a real forward)"
     )
-    p.add_argument("--threads", type=int, default=None, help="threads for the measured forward")
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="threads for the measured forward"
+    )
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write JSON here")
     return p
 
@@ -73,11 +76,17 @@ def add_model_argument(p: argparse.ArgumentParser, nargs: str | None = None) -> 
 
 def model_for_costs(spec: str, channel_config: Path | None = None) -> DRN:
     """A preset (random weights: costs do not depend on them) or a checkpoint, in eval mode."""
+    from .. import hub
+    from ..pretrained import resolve_model
+
     path = Path(spec).expanduser()
+    is_weights = path.is_file() or hub.find_release(spec) is not None or hub.is_url(spec)
+    if is_weights and channel_config is not None:
+        raise DualSRError("--channel-config applies to a preset, not to a checkpoint")
     if path.is_file():
-        if channel_config is not None:
-            raise DualSRError("--channel-config applies to a preset, not to a checkpoint")
         return load_model(path)
+    if is_weights:  # a released model (fetched once into the cache) or a URL
+        return resolve_model(spec).eval()
     preset = get_preset(spec)  # KeyError lists the presets
     if channel_config is None:
         return create_model(spec).eval()
@@ -96,10 +105,33 @@ def resolve_input_hw(args: argparse.Namespace, scale: int) -> tuple[int, int]:
     return input_for_output(output, scale)
 
 
+def check_forward_fits(model: DRN, input_hw: tuple[int, int], what: str, advice: str) -> None:
+    """Refuse, before running, a plain (eager fp32) forward whose estimated memory exceeds what
+    the machine has available now; the message gives the estimate and what helps."""
+    from ..inference import available_memory_bytes, forward_bytes_per_lr_pixel
+
+    free = available_memory_bytes()
+    # eager keeps every pyramid output and allocates each activation afresh: about twice the
+    # fused path's estimate
+    need = 2 * forward_bytes_per_lr_pixel(model, "fp32") * input_hw[0] * input_hw[1]
+    if free is not None and need > free:
+        raise DualSRError(
+            f"{what} at {input_hw[0]}x{input_hw[1]} needs about {need / 2**30:.1f} GiB "
+            f"(estimated), but {free / 2**30:.1f} GiB are available; {advice}"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the profile (and write JSON when asked)."""
     model = model_for_costs(args.model, args.channel_config)
     input_hw = resolve_input_hw(args, model.scale)
+    if not args.no_memory:
+        check_forward_fits(
+            model,
+            input_hw,
+            "the peak-memory measurement",
+            "use a smaller --input/--output, or --no-memory for the counts alone",
+        )
     title = args.model + (f" with {args.channel_config}" if args.channel_config else "")
     prof = profile_model(model, input_hw, memory=not args.no_memory, threads=args.threads)
     print(prof.format(title))

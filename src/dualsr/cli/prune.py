@@ -21,7 +21,9 @@ from ..compression.prune import (
 from ..errors import ConfigError
 from ..models.drn import count_parameters
 from ..models.registry import read_channel_config
+from ..pretrained import resolve_checkpoint_path
 from ..profiling import count_macs
+from .common import check_output_file, save_or_rescue
 
 MAC_INPUT = (96, 96)  # the LR input size of the papers' FLOP figures
 
@@ -37,7 +39,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         f"Methods:\n{methods}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", "-m", required=True, help="trained checkpoint (.safetensors / .pt)")
+    p.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        help="trained checkpoint (.safetensors / .pt), a preset with shipped weights, or a "
+        "released model's name",
+    )
     p.add_argument(
         "--duals",
         nargs="+",
@@ -160,7 +168,8 @@ def pruning_batches(
 def run(args: argparse.Namespace) -> int:
     """Prune and save."""
     criterion = get_criterion(args.method)
-    ckpt = load_checkpoint(args.model, map_location=args.device)
+    check_output_file(args.output)  # now, not after the pruning
+    ckpt = load_checkpoint(resolve_checkpoint_path(args.model), map_location=args.device)
     model, duals = ckpt.model.eval(), ckpt.duals
     if args.duals:
         duals = load_official_duals(args.duals, model.scale, model.arch.n_feats).to(args.device)
@@ -251,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         "params": after,
         "parent_params": before,
     }
-    save_model(args.output, result.model, duals, metadata)
+    save_or_rescue(lambda path: save_model(path, result.model, duals, metadata), args.output)
     macs = (count_macs(model, MAC_INPUT), count_macs(result.model, MAC_INPUT))
     print(
         f"params {before:,} -> {after:,} ({1 - after / before:.1%} removed); MACs for a "

@@ -106,14 +106,27 @@ def run(args: argparse.Namespace) -> int:
     from ..compression.budget import check_budget
     from ..compression.search import load_search_model, make_search_data, search_channels
     from ..compression.search_config import load_search_options, option_names
+    from ..errors import DualSRError
     from ..losses import DualRegressionLoss
+    from .common import ensure_writable_folder
 
     given = {key: getattr(args, key, None) for key in option_names()}
     opts = load_search_options(args.config, given, complete=True)
     hw = opts.input_hw
     budget = opts.budget()
     device = opts.resolve_device()
+    out = Path(opts.output)  # type: ignore[arg-type]
+    if out.exists() and not out.is_dir():
+        raise DualSRError(f"-o {out} is an existing file; the search writes a folder: give one")
+    ensure_writable_folder(out, "-o")
     model, duals, source = load_search_model(opts.model)  # type: ignore[arg-type]
+    narrowest = min(model.channel_widths())
+    if opts.multiple > narrowest:
+        raise DualSRError(
+            f"--multiple {opts.multiple} is wider than the narrowest searched layer ({narrowest} "
+            "channels), so no width could change; use a divisor of the layer widths such as 4, "
+            "8 or 16"
+        )
     if budget is not None:  # fail now, not after loading the data
         check_budget(model.arch, budget, opts.multiple, hw)
     if duals is None:
@@ -177,7 +190,6 @@ def run(args: argparse.Namespace) -> int:
             "steps_per_epoch": data.steps_per_epoch,
         },
     }
-    out = Path(opts.output)  # type: ignore[arg-type]
     files = result.save(
         out, report, weights=opts.save_weights, metadata={"source": source, "command": command}
     )

@@ -1,23 +1,43 @@
-"""``dualsr upscale``: super-resolve image files, folders or globs."""
+"""``dualsr upscale``: super-resolve image files, folders (or folder trees) and globs."""
 
 from __future__ import annotations
 
 import argparse
 import glob
+import os
 import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ..data.image_io import IMAGE_SUFFIXES, is_image_file, list_images, read_image, write_image
+from ..data.image_io import (
+    IMAGE_SUFFIXES,
+    allow_huge_images,
+    is_image_file,
+    list_images,
+    read_image,
+    write_image,
+)
+from ..data.imresize import imresize
 from ..errors import DualSRError
-from ..inference import BicubicUpscaler
+from ..inference import (
+    BicubicUpscaler,
+    auto_tile,
+    available_memory_bytes,
+    forward_bytes_per_lr_pixel,
+    is_out_of_memory,
+)
 from ..pretrained import default_model_name
-from .common import add_inference_options, build_upscaler
+from .common import add_inference_options, build_upscaler, ensure_writable_folder
 
-# LR tile size used by default: bounds memory on large photos (see docs/inference.md)
-DEFAULT_TILE = 256
+#: Output formats that cannot hold an alpha channel.
+_NO_ALPHA = {".jpg", ".jpeg", ".bmp"}
+#: Smallest LR tile tried when a forward runs out of memory.
+_MIN_TILE = 32
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -25,11 +45,21 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p = sub.add_parser(
         name,
         help="upscale images with a DRN model",
-        description="Super-resolve images. INPUT may be files, folders (their images) or glob "
-        "patterns. Grayscale stays grayscale, alpha is upscaled with bicubic, 16-bit grayscale "
-        "keeps 16 bits, EXIF orientation is applied. Inputs are never overwritten.",
+        description="Super-resolve images. INPUT may be files, folders (their images; with "
+        "--recursive, their whole trees) or glob patterns. Grayscale stays grayscale, alpha is "
+        "upscaled with bicubic, 16-bit grayscale keeps 16 bits, EXIF orientation is applied. "
+        "Inputs are never overwritten; one failing file does not stop the others.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument(
+        "-i",
+        "--input",
+        dest="more_inputs",
+        action="append",
+        default=[],
+        metavar="INPUT",
+        help="another input (repeatable; the same as a positional INPUT)",
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -37,6 +67,28 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         required=True,
         metavar="OUT",
         help="output folder, or an output file when there is a single input",
+    )
+    p.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="take the images of input folders' subfolders too, and mirror the tree in OUT "
+        "(IN/a/b/x.png -> OUT/a/b/x_x4.png)",
+    )
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave outputs that already exist untouched (resume an interrupted batch)",
+    )
+    p.add_argument(
+        "-s",
+        "--outscale",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="final scale: the model runs at its own scale, then the result is resized (MATLAB "
+        "bicubic, antialiased when shrinking) to exactly round(S x input size); e.g. 2 or 1.5 "
+        "with a x4 model (default: the model's scale)",
     )
     p.add_argument(
         "--suffix",
@@ -49,57 +101,120 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         choices=[s.lstrip(".") for s in IMAGE_SUFFIXES],
         help="output format (default: same as the input)",
     )
-    add_inference_options(p, default_model=default_model_name(), default_tile=DEFAULT_TILE)
+    p.add_argument(
+        "--allow-huge",
+        action="store_true",
+        help="read images above Pillow's decompression-bomb limit (about 179 M pixels); only "
+        "for files you trust",
+    )
+    add_inference_options(p, default_model=default_model_name(), tile_by_default=True)
     return p
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+@dataclass
+class InputFile:
+    """An image to upscale; ``relative`` is its folder below the input folder it was found in
+    (mirrored under the output folder with --recursive)."""
+
+    path: Path
+    relative: Path = Path()
+
+
+def expand_inputs(inputs: list[str], recursive: bool = False) -> tuple[list[InputFile], list[str]]:
     """Files from files, folders and globs (deduplicated, order kept), plus problems found."""
-    files: list[Path] = []
+    files: list[InputFile] = []
     problems: list[str] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = list_images(path)
+            found = _folder_images(path, recursive)
             if not found:
-                problems.append(f"{path}: folder has no images")
+                more = "" if recursive else " (add --recursive for its subfolders)"
+                problems.append(f"{path}: folder has no images{more}")
             files += found
         elif path.is_file():
-            files.append(path)
+            files.append(InputFile(path))
         elif any(ch in item for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(item) if is_image_file(Path(m)))
             if not matches:
                 problems.append(f"{item}: pattern matches no image")
-            files += matches
+            files += [InputFile(m) for m in matches]
         else:
             problems.append(f"{item}: no such file or folder")
     seen: set[Path] = set()
     unique = []
     for f in files:
-        key = f.resolve()
+        key = f.path.resolve()
         if key not in seen:
             seen.add(key)
             unique.append(f)
     return unique, problems
 
 
+def _folder_images(folder: Path, recursive: bool) -> list[InputFile]:
+    if not recursive:
+        return [InputFile(p) for p in list_images(folder)]
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(root) / name
+            if is_image_file(path):
+                found.append(InputFile(path, path.parent.relative_to(folder)))
+    return found
+
+
+def scale_suffix(scale: float) -> str:
+    """``_x4``, ``_x1.5``: the default output-name suffix for a final scale."""
+    return f"_x{scale:g}"
+
+
+def check_output(output: Path, n_inputs: int) -> bool:
+    """Validate ``-o`` before any work; True when it names a single output file."""
+    as_file = output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir()
+    if n_inputs > 1 and output.is_file():
+        raise DualSRError(
+            f"-o {output} is an existing file, but there are {n_inputs} inputs: give a folder"
+        )
+    if n_inputs > 1 and as_file:
+        raise DualSRError(
+            f"-o {output} looks like a file name, but there are {n_inputs} inputs: give a "
+            f"folder (e.g. -o {output.with_suffix('')}/), or upscale one image"
+        )
+    if output.exists() and not output.is_dir() and not as_file:
+        raise DualSRError(f"-o {output} is an existing file, not a folder: give a folder")
+    folder = output.parent if as_file else output
+    ensure_writable_folder(folder, "-o")
+    return as_file
+
+
 def plan_outputs(
-    files: list[Path], output: Path, scale: int, suffix: str | None, fmt: str | None
+    files: list[InputFile],
+    output: Path,
+    suffix: str,
+    fmt: str | None,
+    single_file: bool = False,
 ) -> dict[Path, Path]:
     """Map each input to its output path; refuses to overwrite an input."""
-    single_file = (
-        len(files) == 1 and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir()
-    )
-    suffix = f"_x{scale}" if suffix is None else suffix
     plan: dict[Path, Path] = {}
     taken: dict[Path, Path] = {}
-    inputs = {f.resolve() for f in files}
+    inputs = {f.path.resolve() for f in files}
     for f in files:
         if single_file:
             dst = output
         else:
-            ext = f".{fmt}" if fmt else f.suffix
-            dst = output / f"{f.stem}{suffix}{ext}"
+            ext = f".{fmt}" if fmt else f.path.suffix
+            dst = output / f.relative / f"{f.path.stem}{suffix}{ext}"
         key = dst.resolve()
         if key in inputs:
             raise DualSRError(
@@ -108,35 +223,127 @@ def plan_outputs(
             )
         if key in taken:
             raise DualSRError(
-                f"inputs {taken[key]} and {f} would both be written to {dst}; "
-                "upscale them into different folders"
+                f"inputs {taken[key]} and {f.path} would both be written to {dst}; "
+                "upscale them into different folders (or use --recursive to mirror the tree)"
             )
-        taken[key] = f
-        plan[f] = dst
+        taken[key] = f.path
+        plan[f.path] = dst
     return plan
 
 
-def upscale_file(upscaler, src: Path, dst: Path) -> tuple[int, int]:
-    """Upscale one file to ``dst``; returns the output (width, height)."""
+def resize_to(pixels: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """Resize H x W (x C) pixels to ``out_hw`` with MATLAB bicubic (antialiased when shrinking),
+    keeping uint8 or float."""
+    if pixels.shape[:2] == tuple(out_hw):
+        return pixels
+    return imresize(pixels, output_shape=out_hw)
+
+
+def upscale_file(
+    upscaler,
+    src: Path,
+    dst: Path,
+    outscale: float | None = None,
+    status: Callable[[str], None] | None = None,
+) -> tuple[int, int]:
+    """Upscale one file to ``dst``; returns the output (width, height).
+
+    With ``outscale`` the result is resized to exactly ``round(outscale * size)``. A forward
+    that runs out of memory is retried with smaller tiles (a warning says so). ``status`` is
+    told what is happening (the PNG encoding of a huge output takes tens of seconds).
+    """
     image = read_image(src)
-    if image.bits == 16:
-        image.pixels = upscaler(image.pixels, out_dtype=np.float32)
-    else:
-        image.pixels = upscaler(image.pixels)
+    h, w = image.pixels.shape[:2]
+    out_dtype = np.float32 if image.bits == 16 else np.uint8
+    image.pixels = _sr_with_retries(upscaler, image.pixels, out_dtype, src)
     if image.alpha is not None:
         alpha = BicubicUpscaler(upscaler.scale)(image.alpha[..., None], out_dtype=np.float32)
         image.alpha = np.clip(alpha[..., 0], 0, 255)
+    if outscale is not None and outscale != upscaler.scale:
+        out_hw = (max(1, round(outscale * h)), max(1, round(outscale * w)))
+        image.pixels = resize_to(image.pixels, out_hw)
+        if image.alpha is not None:
+            image.alpha = np.clip(resize_to(image.alpha, out_hw), 0, 255)
+    if image.alpha is not None and dst.suffix.lower() in _NO_ALPHA:
+        warnings.warn(
+            f"{dst}: {dst.suffix.lstrip('.').upper()} has no alpha channel, so the "
+            f"transparency of {src.name} is dropped; use --format png to keep it",
+            stacklevel=2,
+        )
+    out_h, out_w = image.pixels.shape[:2]
+    if status is not None:
+        status(f"{src.name}: writing {out_w}x{out_h}")
     write_image(dst, image)
-    return image.pixels.shape[1], image.pixels.shape[0]
+    return out_w, out_h
+
+
+def _sr_with_retries(upscaler, pixels: np.ndarray, out_dtype: type, src: Path) -> np.ndarray:
+    """``upscaler(pixels)``, halving the tile size (down to 32) on out-of-memory errors."""
+    first_tile = getattr(upscaler, "tile", None)
+    _fit_tile_to_memory(upscaler, pixels.shape[:2], src)
+    try:
+        while True:
+            try:
+                return upscaler(pixels, out_dtype=out_dtype)
+            except (RuntimeError, MemoryError) as exc:
+                if not is_out_of_memory(exc) or first_tile is None:
+                    raise
+                current = upscaler.tile or max(pixels.shape[:2])
+                smaller = max(_MIN_TILE, current // 2 // 16 * 16)
+                if smaller >= current:
+                    raise DualSRError(
+                        f"{src}: out of memory even with {current}-pixel tiles; close other "
+                        "programs or use a smaller model"
+                    ) from None
+                warnings.warn(
+                    f"{src.name}: out of memory with {current}-pixel tiles; retrying with "
+                    f"{smaller}",
+                    stacklevel=2,
+                )
+                upscaler.tile = smaller
+    finally:
+        if first_tile is not None:
+            upscaler.tile = first_tile
+
+
+def _fit_tile_to_memory(upscaler, hw: tuple[int, int], src: Path) -> None:
+    """Before a forward whose estimated memory exceeds what is available (e.g. --tile 0 on a
+    big photo), switch to the largest tile that fits, with a warning: an allocation that large
+    may not fail cleanly but get the process killed."""
+    model = getattr(upscaler, "model", None)
+    if model is None or not hasattr(model, "arch"):
+        return
+    side = upscaler.tile if upscaler.tile and upscaler.tile < max(hw) else None
+    area = (side + 2 * upscaler.tile_overlap) ** 2 if side else hw[0] * hw[1]
+    need = forward_bytes_per_lr_pixel(model, upscaler.precision) * area
+    free = available_memory_bytes()
+    if free is None or need <= free // 2:
+        return
+    tile = auto_tile(model, upscaler.precision, upscaler.tile_overlap)
+    if side is not None and tile >= side:
+        return
+    warnings.warn(
+        f"{src.name}: {'whole' if side is None else f'{side}-pixel tiles'} would need about "
+        f"{need / 2**30:.1f} GiB (estimated, {free / 2**30:.1f} GiB available); using "
+        f"{tile}-pixel tiles",
+        stacklevel=2,
+    )
+    upscaler.tile = tile
 
 
 def run(args: argparse.Namespace) -> int:
     """Upscale every input; report failures and exit non-zero if any."""
-    files, problems = expand_inputs(args.inputs)
+    inputs = [*args.inputs, *args.more_inputs]
+    if not inputs:
+        raise DualSRError("no input given: name image files, folders or globs (or -i INPUT)")
+    if args.allow_huge:
+        allow_huge_images()
+    files, problems = expand_inputs(inputs, args.recursive)
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
     if not files:
         raise DualSRError("no input images found")
+    single_file = check_output(args.output, len(files))
     tile_bar: list[tqdm] = []  # created on the first multi-tile image
 
     def on_tile(done: int, total: int) -> None:
@@ -149,21 +356,42 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     upscaler = build_upscaler(args, progress=on_tile)
-    plan = plan_outputs(files, args.output, upscaler.scale, args.suffix, args.format)
-    failed = len(problems)
-    with tqdm(plan.items(), unit="img", desc=f"x{upscaler.scale}") as bar:
-        for src, dst in bar:
-            bar.set_postfix_str(src.name)
-            try:
-                upscale_file(upscaler, src, dst)
-            except DualSRError as exc:
-                failed += 1
-                tqdm.write(f"error: {exc}", file=sys.stderr)
-    for bar in tile_bar:
-        bar.close()
-    done = len(plan) - (failed - len(problems))
-    print(f"wrote {done} image(s) to {args.output}")
+    final_scale = args.outscale or upscaler.scale
+    suffix = scale_suffix(final_scale) if args.suffix is None else args.suffix
+    plan = plan_outputs(files, args.output, suffix, args.format, single_file)
+    failed, skipped, done = len(problems), 0, 0
+    shown = warnings.showwarning
+    warnings.showwarning = _warning_through_tqdm  # warning lines do not break the bars
+    try:
+        with tqdm(plan.items(), unit="img", desc=f"x{final_scale:g}") as bar:
+            for src, dst in bar:
+                if args.skip_existing and dst.is_file() and dst.stat().st_size > 0:
+                    skipped += 1
+                    continue
+                bar.set_postfix_str(src.name)
+                try:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    upscale_file(upscaler, src, dst, args.outscale, bar.set_postfix_str)
+                    done += 1
+                except (DualSRError, OSError) as exc:
+                    failed += 1
+                    text = exc if isinstance(exc, DualSRError) else f"{dst}: {exc}"
+                    tqdm.write(f"error: {text}", file=sys.stderr)
+    finally:
+        warnings.showwarning = shown
+        for tb in tile_bar:
+            tb.close()
+    parts = [f"wrote {done} image(s) to {args.output}"]
+    if skipped:
+        parts.append(f"skipped {skipped} existing")
+    if failed:
+        parts.append(f"{failed} failed")
+    print(", ".join(parts))
     if failed:
         print(f"error: {failed} input(s) failed; see the messages above", file=sys.stderr)
         return 1
     return 0
+
+
+def _warning_through_tqdm(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    tqdm.write(f"warning: {message}", file=sys.stderr)

@@ -679,6 +679,10 @@ def make_search_data(
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if patch_size < 1 or patch_size % scale:
+        raise ConfigError(
+            f"--patch-size ({patch_size}) must be a positive multiple of the scale ({scale})"
+        )
     records = []
     for folder in folders:
         path = Path(folder)

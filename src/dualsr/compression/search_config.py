@@ -258,8 +258,11 @@ def _convert(opts: dict[str, Any], complete: bool) -> dict[str, Any]:
             raise ConfigError(f"{_flag(key)}: not a number: {opts[key]!r}") from None
     if opts["steps"] is not None:
         opts["steps"] = int(opts["steps"])
-        if opts["steps"] < 0:
-            raise ConfigError(f"--steps must be >= 0, got {opts['steps']}")
+        if opts["steps"] < 1:
+            raise ConfigError(
+                f"--steps must be at least 1, got {opts['steps']} (no step searches nothing: "
+                "the result would be the starting point)"
+            )
     elif opts["epochs"] <= 0:
         raise ConfigError(f"--epochs must be positive, got {opts['epochs']}")
     if opts["order"] not in ("first", "second"):

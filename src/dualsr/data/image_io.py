@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import ImageError
 from ..fileio import atomic_write
 
+_DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _SAVE_FORMATS = {
     ".png": "PNG",
@@ -44,8 +45,15 @@ class LoadedImage:
     bits: int = 8
 
     def rgb_uint8(self) -> np.ndarray:
-        """The colour channels as uint8 H x W x 3."""
+        """The colour channels as uint8 H x W x 3 (the array itself when it already is)."""
+        if self.pixels.dtype == np.uint8:  # no float temporaries: outputs can be GBs
+            return self.pixels
         return np.clip(np.rint(self.pixels), 0, 255).astype(np.uint8)
+
+
+def allow_huge_images(allow: bool = True) -> None:
+    """Lift (or restore) Pillow's decompression-bomb limit for this process."""
+    Image.MAX_IMAGE_PIXELS = None if allow else _DEFAULT_MAX_PIXELS
 
 
 def is_image_file(path: Path) -> bool:
@@ -65,6 +73,12 @@ def read_image(path: str | Path) -> LoadedImage:
         raise ImageError(f"{path}: no such file") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not a readable image (unknown format or corrupt file)") from None
+    except Image.DecompressionBombError as exc:
+        what = str(exc).split(", could be")[0]  # "Image size (N pixels) exceeds limit of M"
+        raise ImageError(
+            f"{path}: {what} (Pillow's guard against decompression bombs); if you trust the "
+            "file, pass --allow-huge"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(
             f"{path}: cannot decode image ({exc}); the file may be truncated"

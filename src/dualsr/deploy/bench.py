@@ -9,8 +9,10 @@ The machine's *ceiling* is the measured rate of a large dense 3x3 convolution: b
 x4's dominant RCAB convolution (64 -> 64 channels on 1 x 64 x 180 x 320), in whichever of NCHW
 and channels_last is faster, in the same thread setting and the same rounds, each time as a
 burst of back-to-back calls lasting about 0.3 s (a sustained rate, as a model pass is, not a
-lucky short run; ``times_s`` holds the mean time per call of each burst). Every backend's
-multiply-adds per second is reported as a fraction of it.
+lucky short run; ``times_s`` holds the mean time per call of each burst). There is one ceiling
+per precision: the fp32 one, and a bf16 one when a bf16 backend is timed (CPUs with native bf16
+run it about twice as fast). Every backend's multiply-adds per second is reported as a fraction
+of the ceiling of its own precision (int8 against fp32's).
 
 The fast paths run with :func:`~dualsr.deploy.allocator.tune_allocator` applied, as
 ``dualsr upscale`` does (``tune_malloc=True``). That setting is process-wide, so the ``eager``
@@ -47,8 +49,34 @@ from .allocator import tune_allocator
 from .fused import fuse_for_inference
 
 #: Every backend :func:`run_benchmark` knows, in the order they are timed.
-BACKENDS = ("eager", "channels_last", "fused", "compile", "onnxruntime", "onnxruntime-int8")
-DEFAULT_BACKENDS = ("eager", "channels_last", "fused", "compile", "onnxruntime")
+BACKENDS = (
+    "eager",
+    "eager-bf16",
+    "channels_last",
+    "fused",
+    "fused-bf16",
+    "compile",
+    "onnxruntime",
+    "onnxruntime-int8",
+)
+#: The numeric precision of each backend (the others are fp32).
+BACKEND_PRECISION = {"eager-bf16": "bf16", "fused-bf16": "bf16", "onnxruntime-int8": "int8"}
+
+
+def default_backends() -> tuple[str, ...]:
+    """The backends ``dualsr bench`` times by default: fused-bf16 only where bf16 is native."""
+    from .precision import native_bf16
+
+    bf16 = ("fused-bf16",) if native_bf16("cpu") else ()
+    return ("eager", "channels_last", "fused", *bf16, "compile", "onnxruntime")
+
+
+def backend_precision(backend: str) -> str:
+    """ "fp32", "bf16" or "int8"."""
+    return BACKEND_PRECISION.get(backend, "fp32")
+
+
+DEFAULT_BACKENDS = default_backends()
 #: The ceiling convolution: (in_channels, out_channels, height, width), kernel 3x3.
 DEFAULT_CEILING_SHAPE = (64, 64, 180, 320)
 #: Seconds of back-to-back ceiling convolutions timed per round.
@@ -65,6 +93,7 @@ class BackendResult:
     macs: int
     executed_macs: int
     setup_s: float
+    precision: str = "fp32"
     times_s: list[float] = field(default_factory=list)
     max_abs_diff: float | None = None
     error: str | None = None
@@ -95,6 +124,7 @@ class Ceiling:
     shape: tuple[int, int, int, int]
     layout: str
     macs: int
+    precision: str = "fp32"
     times_s: list[float] = field(default_factory=list)
     macs_per_s: float = 0.0
     layouts: dict[str, float] = field(default_factory=dict)
@@ -112,6 +142,7 @@ class BenchReport:
     loadavg_start: tuple[float, float, float]
     loadavg_end: tuple[float, float, float]
     machine: dict
+    ceiling_bf16: Ceiling | None = None
 
     def to_dict(self) -> dict:
         """A JSON-friendly dict."""
@@ -119,7 +150,6 @@ class BenchReport:
 
     def table(self) -> str:
         """A plain-text table: one row per (model, backend)."""
-        c = self.ceiling
         bw = max([17] + [len(r.backend) for r in self.results])
         mw = max([14] + [len(r.model) for r in self.results])
         lines = [
@@ -129,29 +159,38 @@ class BenchReport:
             f"{'on' if self.machine.get('malloc_tuning') else 'off'}; eager baseline: "
             f"{self.machine.get('eager_process', 'same process')}"
             + "".join(f"; {k}={v}" for k, v in self.machine.get("malloc_env", {}).items()),
-            f"ceiling: 3x3 conv {c.shape[0]}->{c.shape[1]} on 1x{c.shape[0]}x{c.shape[2]}x"
-            f"{c.shape[3]} ({c.layout}): {c.macs_per_s / 1e9:.1f} G MACs/s "
-            f"(median of {len(c.times_s)} bursts of ~{CEILING_BURST_S} s)",
-            f"{'model':<{mw}} {'backend':<{bw}} {'input':>8} {'median ms':>10} {'min':>8} "
-            f"{'max':>8} {'IQR%':>5} {'G MAC/s':>8} {'ceil%':>6} {'vs eager':>8} {'max|diff|':>9} "
-            f"{'setup s':>8}",
+            *(
+                f"ceiling {c.precision}: 3x3 conv {c.shape[0]}->{c.shape[1]} on 1x{c.shape[0]}x"
+                f"{c.shape[2]}x{c.shape[3]} ({c.layout}): {c.macs_per_s / 1e9:.1f} G MACs/s "
+                f"(median of {len(c.times_s)} bursts of ~{CEILING_BURST_S} s)"
+                for c in (self.ceiling, self.ceiling_bf16)
+                if c is not None
+            ),
+            f"{'model':<{mw}} {'backend':<{bw}} {'prec':>4} {'input':>8} {'median ms':>10} "
+            f"{'min':>8} {'max':>8} {'IQR%':>5} {'G MAC/s':>8} {'ceil%':>6} {'vs eager':>8} "
+            f"{'max|diff|':>9} {'setup s':>8}",
         ]
         for r in self.results:
             size = f"{r.input_hw[0]}x{r.input_hw[1]}"
             if r.error:
-                lines.append(f"{r.model:<{mw}} {r.backend:<{bw}} {size:>8}  failed: {r.error}")
+                lines.append(
+                    f"{r.model:<{mw}} {r.backend:<{bw}} {r.precision:>4} {size:>8}  "
+                    f"failed: {r.error}"
+                )
                 continue
             vs = f"{r.speedup_vs_eager:.2f}x" if r.speedup_vs_eager else "-"
             diff = f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else "-"
             lines.append(
-                f"{r.model:<{mw}} {r.backend:<{bw}} {size:>8} {r.median_s * 1e3:>10.1f} "
+                f"{r.model:<{mw}} {r.backend:<{bw}} {r.precision:>4} {size:>8} "
+                f"{r.median_s * 1e3:>10.1f} "
                 f"{r.min_s * 1e3:>8.1f} {r.max_s * 1e3:>8.1f} {r.spread * 100:>5.1f} "
                 f"{r.macs_per_s / 1e9:>8.1f} {r.ceiling_fraction * 100:>5.1f}% {vs:>8} "
                 f"{diff:>9} {r.setup_s:>8.1f}"
             )
         lines.append(
             "G MAC/s = the model's nominal multiply-adds / median time; 'fused' and the ONNX "
-            "graphs execute fewer (see executed_macs in the JSON)."
+            "graphs execute fewer (see executed_macs in the JSON); ceil% is against the ceiling "
+            "of the backend's precision (int8: fp32's)."
         )
         return "\n".join(lines)
 
@@ -273,8 +312,18 @@ def _channels_last(model: DRN, example: torch.Tensor) -> tuple[Runner, int]:
     return (lambda x: cl(x.contiguous(memory_format=torch.channels_last))[-1]), macs
 
 
-def _fused(model: DRN, example: torch.Tensor) -> tuple[Runner, int]:
-    fused = fuse_for_inference(model)
+def _eager_bf16(model: DRN, example: torch.Tensor) -> tuple[Runner, int]:
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(x)[-1].float()
+
+    return run, count_macs(model, tuple(example.shape[-2:]))
+
+
+def _fused(
+    model: DRN, example: torch.Tensor, dtype: torch.dtype = torch.float32
+) -> tuple[Runner, int]:
+    fused = fuse_for_inference(model, dtype=dtype)
     return fused, count_macs(fused, tuple(example.shape[-2:]))
 
 
@@ -289,7 +338,8 @@ def _onnxruntime(model: DRN, example: torch.Tensor, int8: bool = False) -> tuple
     from .onnx import export_onnx, onnx_session
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(model, Path(tmp) / "model.onnx")
+        # INT8 keeps the first convolutions fp32 by position: quantize the Resize graph
+        path = export_onnx(model, Path(tmp) / "model.onnx", portable=not int8)
         if int8:
             from .quantize import quantize_onnx
 
@@ -304,8 +354,10 @@ def _onnxruntime(model: DRN, example: torch.Tensor, int8: bool = False) -> tuple
 
 BUILDERS: dict[str, Callable[[DRN, torch.Tensor], tuple[Runner, int]]] = {
     "eager": _eager,
+    "eager-bf16": _eager_bf16,
     "channels_last": _channels_last,
     "fused": _fused,
+    "fused-bf16": lambda m, x: _fused(m, x, torch.bfloat16),
     "compile": _compile,
     "onnxruntime": _onnxruntime,
     "onnxruntime-int8": lambda m, x: _onnxruntime(m, x, int8=True),
@@ -315,12 +367,14 @@ BUILDERS: dict[str, Callable[[DRN, torch.Tensor], tuple[Runner, int]]] = {
 # ----------------------------------------------------------------------------------------------
 # The ceiling and the timing loop
 # ----------------------------------------------------------------------------------------------
-def _ceiling_runners(shape: tuple[int, int, int, int]) -> dict[str, Callable[[], torch.Tensor]]:
+def _ceiling_runners(
+    shape: tuple[int, int, int, int], dtype: torch.dtype = torch.float32
+) -> dict[str, Callable[[], torch.Tensor]]:
     cin, cout, h, w = shape
     gen = torch.Generator().manual_seed(0)
-    weight = torch.randn(cout, cin, 3, 3, generator=gen) * 0.05
-    bias = torch.zeros(cout)
-    x = torch.randn(1, cin, h, w, generator=gen)
+    weight = (torch.randn(cout, cin, 3, 3, generator=gen) * 0.05).to(dtype)
+    bias = torch.zeros(cout, dtype=dtype)
+    x = torch.randn(1, cin, h, w, generator=gen).to(dtype)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     w_cl = weight.contiguous(memory_format=torch.channels_last)
     return {
@@ -330,11 +384,13 @@ def _ceiling_runners(shape: tuple[int, int, int, int]) -> dict[str, Callable[[],
 
 
 def measure_ceiling(
-    shape: tuple[int, int, int, int] = DEFAULT_CEILING_SHAPE, runs: int = 10
+    shape: tuple[int, int, int, int] = DEFAULT_CEILING_SHAPE,
+    runs: int = 10,
+    precision: str = "fp32",
 ) -> Ceiling:
     """Time the ceiling convolution alone (both layouts, the faster one reported)."""
-    ceiling = _new_ceiling(shape)
-    runners = _ceiling_runners(shape)
+    ceiling = _new_ceiling(shape, precision)
+    runners = _ceiling_runners(shape, _CEILING_DTYPES[precision])
     with torch.inference_mode():
         for name, fn in runners.items():
             times = time_calls(fn, warmup=2, runs=runs)
@@ -345,9 +401,12 @@ def measure_ceiling(
     return ceiling
 
 
-def _new_ceiling(shape: tuple[int, int, int, int]) -> Ceiling:
+_CEILING_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def _new_ceiling(shape: tuple[int, int, int, int], precision: str = "fp32") -> Ceiling:
     cin, cout, h, w = shape
-    return Ceiling(shape=tuple(shape), layout="", macs=cin * cout * 9 * h * w)
+    return Ceiling(shape=tuple(shape), layout="", macs=cin * cout * 9 * h * w, precision=precision)
 
 
 def time_calls(fn: Callable[[], object], warmup: int, runs: int) -> list[float]:
@@ -409,7 +468,9 @@ def run_benchmark(
             for backend in backends:
                 say(f"building {name} / {backend}")
                 start = time.perf_counter()
-                result = BackendResult(name, backend, tuple(input_hw), macs, macs, 0.0)
+                result = BackendResult(
+                    name, backend, tuple(input_hw), macs, macs, 0.0, backend_precision(backend)
+                )
                 builder = BUILDERS[backend]
                 if backend == "eager" and malloc is not None:
                     builder = _isolated_eager  # plain PyTorch: default malloc settings
@@ -423,8 +484,14 @@ def run_benchmark(
                     text = str(exc).strip().splitlines()
                     result.error = f"{type(exc).__name__}: {text[0] if text else ''}"
                 results.append(result)
-        ceiling = _new_ceiling(ceiling_shape)
-        ceiling_fns = _ceiling_runners(ceiling_shape)
+        precisions = ["fp32"] + (["bf16"] if any(r.precision == "bf16" for r in results) else [])
+        ceilings = {p: _new_ceiling(ceiling_shape, p) for p in precisions}
+        # (precision, layout) -> the ceiling convolution
+        ceiling_fns = {
+            (p, layout): fn
+            for p in precisions
+            for layout, fn in _ceiling_runners(ceiling_shape, _CEILING_DTYPES[p]).items()
+        }
         say(f"warm-up ({warmup} calls each)")
         for _ in range(warmup):
             for _result, fn in runners:
@@ -434,15 +501,15 @@ def run_benchmark(
         # the ceiling runs in bursts of about CEILING_BURST_S, so that it is a sustained rate
         # under the same load as the model passes, not a lucky short run
         bursts = {}
-        for name, fn in ceiling_fns.items():
+        for key, fn in ceiling_fns.items():
             single = min(time_calls(fn, 0, 2))
-            bursts[name] = max(3, math.ceil(CEILING_BURST_S / max(single, 1e-6)))
-        layout_rates: dict[str, list[float]] = {k: [] for k in ceiling_fns}
+            bursts[key] = max(3, math.ceil(CEILING_BURST_S / max(single, 1e-6)))
+        layout_rates: dict[tuple[str, str], list[float]] = {k: [] for k in ceiling_fns}
         for r in range(rounds):
             say(f"round {r + 1}/{rounds} (load {_fmt_load(loadavg())})")
-            for name, fn in ceiling_fns.items():
-                calls = bursts[name]
-                layout_rates[name].append(calls * ceiling.macs / sum(time_calls(fn, 0, calls)))
+            for key, fn in ceiling_fns.items():
+                calls, macs = bursts[key], ceilings[key[0]].macs
+                layout_rates[key].append(calls * macs / sum(time_calls(fn, 0, calls)))
             for result, fn in runners:
                 start = time.perf_counter()
                 fn(example)
@@ -452,21 +519,23 @@ def run_benchmark(
     for _result, fn in runners:
         if isinstance(fn, IsolatedEager):
             fn.close()
-    for name, rates in layout_rates.items():
-        ceiling.layouts[name] = statistics.median(rates)
-    ceiling.layout = max(ceiling.layouts, key=ceiling.layouts.get)
-    ceiling.times_s = [ceiling.macs / rate for rate in layout_rates[ceiling.layout]]
-    ceiling.macs_per_s = ceiling.layouts[ceiling.layout]
+    for (prec, layout), rates in layout_rates.items():
+        ceilings[prec].layouts[layout] = statistics.median(rates)
+    for prec, ceiling in ceilings.items():
+        ceiling.layout = max(ceiling.layouts, key=ceiling.layouts.get)
+        ceiling.times_s = [ceiling.macs / rate for rate in layout_rates[(prec, ceiling.layout)]]
+        ceiling.macs_per_s = ceiling.layouts[ceiling.layout]
     eager = {r.model: r for r in results if r.backend == "eager"}
     for r in results:
-        r.finish(ceiling.macs_per_s)
+        r.finish(ceilings.get(r.precision, ceilings["fp32"]).macs_per_s)
     for r in results:
         base = eager.get(r.model)
         if base is not None and base.median_s and r.median_s:
             r.speedup_vs_eager = base.median_s / r.median_s
     return BenchReport(
         results=results,
-        ceiling=ceiling,
+        ceiling=ceilings["fp32"],
+        ceiling_bf16=ceilings.get("bf16"),
         threads=threads,
         warmup=warmup,
         rounds=rounds,

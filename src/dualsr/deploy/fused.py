@@ -12,7 +12,10 @@ arithmetic (outputs agree to float32 rounding, about 1e-4 on 0..255):
   it, when that needs fewer multiply-adds (PixelShuffle only permutes channels into positions);
 - activations run in place, and each RCAB ends with one in-place ``addcmul_`` (residual plus
   channel attention in a single pass over memory);
-- tensors are kept in ``channels_last`` (NHWC) layout, the layout oneDNN's convolutions prefer.
+- tensors are kept in ``channels_last`` (NHWC) layout, the layout oneDNN's convolutions prefer;
+- optionally (``dtype=torch.bfloat16``) the body runs with bf16 weights and activations, while the
+  input scaling, the bicubic pre-upsampling and the last convolution stay in fp32 (see
+  :func:`fuse_for_inference`; that path is not exact: about 0.001 dB of PSNR, docs/deployment.md).
 
 The result is an ordinary ``nn.Module`` (inputs N x 3 x h x w in 0..255, output the SR image in
 0..255, not clamped) that also exports to ONNX.
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.drn import DRN, RCAB
+from .portable import BicubicUpsample
 
 
 class FusedConv(nn.Conv2d):
@@ -82,8 +86,24 @@ class FusedRCAB(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x + body(x)``, computed into ``x``."""
         y = self.conv2(self.conv1(x))
-        s = torch.sigmoid(self.excite(torch.relu(self.squeeze(y.mean(dim=(2, 3))))))
+        s = torch.sigmoid(self.excite(torch.relu(self.squeeze(spatial_mean(y)))))
         return x.addcmul_(y, s[:, :, None, None])
+
+
+def spatial_mean(y: torch.Tensor) -> torch.Tensor:
+    """The N x C mean of N x C x H x W ``y`` over H and W, as a product with a vector of ones.
+
+    A matrix product accumulates in fp32 and reads ``y`` once in place, where ``Tensor.mean`` of a
+    bf16 tensor first copies all of it to fp32: about 9x faster for DRN-S's RCABs in bf16.
+    """
+    n, c, h, w = y.shape
+    ones = y.new_ones(1, 1, h * w)
+    if y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous():
+        rows = y.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view: N x HW x C
+        total = torch.matmul(ones.expand(n, 1, h * w), rows).reshape(n, c)
+    else:
+        total = torch.matmul(y.reshape(n, c, h * w), ones.reshape(h * w, 1)).reshape(n, c)
+    return total / (h * w)
 
 
 def _linear_from_1x1(conv: nn.Conv2d) -> nn.Linear:
@@ -130,11 +150,22 @@ class FusedDRN(nn.Module):
     not require gradients and the forward overwrites intermediate tensors.
     """
 
-    def __init__(self, model: DRN, channels_last: bool = True, fold: bool | None = None) -> None:
+    def __init__(
+        self,
+        model: DRN,
+        channels_last: bool = True,
+        fold: bool | None = None,
+        dtype: torch.dtype = torch.float32,
+        fp32_tail: bool = True,
+        portable_upsample: bool = False,
+    ) -> None:
         super().__init__()
         self.scale = model.scale
+        # the bicubic as pad + fixed conv + pixel shuffle (no ONNX Resize node), else F.interpolate
+        self.upsample = BicubicUpsample(self.scale) if portable_upsample else None
         self.phases = model.phases
         self.channels_last = channels_last
+        self.dtype = dtype
         to_model = model.arch.rgb_range / 255.0  # input 0..255 -> the model's range
         with torch.no_grad():
             # sub_mean(to_model * x), applied on the LR input
@@ -156,28 +187,41 @@ class FusedDRN(nn.Module):
                 torch.einsum("oc,cikl->oikl", mix, tail.weight),
                 mix @ tail.bias + add.bias / to_model,
             )
+        # the body in ``dtype``; the LR-side scaling and the bicubic stay fp32 (their inputs are
+        # pixels, which bf16 would round to 1 level above 128), the tail too unless told otherwise
+        self.head.to(dtype)
+        self.down.to(dtype)
+        self.stages.to(dtype)
+        self.tail_dtype = torch.float32 if fp32_tail else dtype
+        self.tail.to(self.tail_dtype)
         self.requires_grad_(False)
         self.eval()
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """The SR image for ``lr`` in 0..255."""
-        x = F.interpolate(
-            self.sub_mean(lr), scale_factor=self.scale, mode="bicubic", align_corners=False
-        )
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = self.head(x)
+        x = self.sub_mean(lr)
+        if self.upsample is not None:
+            x = self.upsample(x)
+        else:
+            x = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = self.head(x.to(self.dtype, memory_format=fmt))
         skips = []
         for down in self.down:
             skips.append(x)
             x = down(x)
         for stage, up in enumerate(self.stages):
             x = torch.cat((up(x), skips[self.phases - stage - 1]), dim=1)
-        return self.tail(x)
+        return self.tail(x.to(self.tail_dtype)).float()
 
 
 def fuse_for_inference(
-    model: DRN, channels_last: bool = True, fold: bool | None = None
+    model: DRN,
+    channels_last: bool = True,
+    fold: bool | None = None,
+    dtype: torch.dtype = torch.float32,
+    fp32_tail: bool = True,
+    portable_upsample: bool = False,
 ) -> FusedDRN:
     """The fast inference module for ``model`` (its weights are copied, ``model`` is untouched).
 
@@ -186,5 +230,21 @@ def fuse_for_inference(
         channels_last: keep activations in NHWC layout (faster with oneDNN on CPU).
         fold: fold each upsampler's 1x1 conv into its 3x3 conv: True, False, or None to fold
             where it saves multiply-adds.
+        dtype: ``torch.float32``, or ``torch.bfloat16`` for the body's weights and activations
+            (about twice as fast on CPUs with native bf16, see :mod:`dualsr.deploy.precision`).
+            The input scaling and the bicubic pre-upsampling always run in fp32; the output is
+            fp32.
+        fp32_tail: with bf16, run the last convolution in fp32 too (its input is cast up).
+        portable_upsample: compute the bicubic pre-upsampling with
+            :class:`~dualsr.deploy.portable.BicubicUpsample` (padding, a fixed convolution and
+            a pixel shuffle: no ONNX ``Resize`` node when exported) instead of
+            ``F.interpolate``; the same image to float32 rounding.
     """
-    return FusedDRN(model, channels_last=channels_last, fold=fold)
+    return FusedDRN(
+        model,
+        channels_last=channels_last,
+        fold=fold,
+        dtype=dtype,
+        fp32_tail=fp32_tail,
+        portable_upsample=portable_upsample,
+    )

@@ -6,6 +6,13 @@ The exported graph takes ``lr``: float32 N x 3 x h x w in 0..255 (h and w dynami
 also what ONNX Runtime runs fastest. The scale and architecture are stored in the model's
 metadata (``dualsr_scale``, ``dualsr_arch``) so an exported file is self-describing.
 
+By default the graph is portable (:mod:`dualsr.deploy.portable`): the bicubic pre-upsampling is
+edge padding (``Slice``/``Concat``), a fixed-weight ``Conv`` and a 0/1 ``ConvTranspose`` (pixel
+shuffle), the upsamplers' pixel shuffles are such ``ConvTranspose`` s too and the channel means
+``GlobalAveragePool``: no ``Resize``, ``DepthToSpace`` or ``Shape`` node, which several runtimes
+(OpenCV 4.10's dnn module among them) cannot read with dynamic sizes. ``portable=False`` exports
+the previous graph (a cubic ``Resize`` node, ``DepthToSpace``), for ONNX Runtime.
+
 ``onnx`` and ``onnxruntime`` are optional: ``pip install 'dualsr[onnx]'``.
 """
 
@@ -27,6 +34,7 @@ from ..errors import DualSRError
 from ..inference import DEFAULT_TILE_OVERLAP, TiledUpscaler, sr_output
 from ..models.drn import DRN
 from .fused import fuse_for_inference
+from .portable import PortableSROutput, portable_fused
 
 DEFAULT_OPSET = 17
 INSTALL_HINT = "pip install 'dualsr[onnx]'"
@@ -69,6 +77,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     fused: bool = True,
     example_hw: tuple[int, int] = (16, 16),
+    portable: bool = True,
 ) -> Path:
     """Export the final SR output of ``model`` to ONNX with dynamic height and width.
 
@@ -79,6 +88,9 @@ def export_onnx(
         fused: export the :class:`~dualsr.deploy.fused.FusedDRN` rewrite (default) rather than
             the model as written; both compute the same image.
         example_hw: the LR size traced (any size works at run time).
+        portable: export the portable graph (default: the bicubic pre-upsampling as padding
+            and fixed-weight convolutions, no ``Resize``, ``DepthToSpace`` or ``Shape`` node;
+            see the module docstring); False exports it as a cubic ``Resize`` node.
 
     Returns the path. Raises DualSRError if onnx is missing or the opset is too old.
     """
@@ -87,11 +99,18 @@ def export_onnx(
         raise DualSRError(f"opset {opset} is too old: use {DEFAULT_OPSET} or newer")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module: nn.Module = fuse_for_inference(model, channels_last=False) if fused else SROutput(model)
+    if fused:
+        module: nn.Module = fuse_for_inference(
+            model, channels_last=False, portable_upsample=portable
+        )
+        module = portable_fused(module) if portable else module
+    else:
+        module = PortableSROutput(model) if portable else SROutput(model)
     example = torch.rand(1, 3, *example_hw) * 255
     with warnings.catch_warnings():
         # the TorchScript-based exporter is deprecated in favour of torch.export (which needs
         # onnxscript); it is the one that handles this model's dynamic bicubic resize here
+        # (portable=False)
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
@@ -112,6 +131,7 @@ def export_onnx(
         "dualsr_scale": str(model.scale),
         "dualsr_arch": json.dumps(model.arch.to_dict()),
         "dualsr_graph": "fused" if fused else "eager",
+        "dualsr_upsample": "conv" if portable else "resize",
     }
     del proto.metadata_props[:]
     for key, value in meta.items():

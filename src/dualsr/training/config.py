@@ -118,7 +118,7 @@ class LoopConfig:
     steps: int = 1000
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    amp: Literal["none", "auto", "bf16", "fp16"] = "none"  # auto: bf16 where it is native
     channels_last: bool = False
     compile: bool = False
     ema: float | None = None  # EMA decay of the primal weights, e.g. 0.999 (None: off)

@@ -136,6 +136,7 @@ class Trainer:
     scaler: torch.amp.GradScaler | None = None
     step: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # best PSNR and the like
+    saved_step: int | None = None  # the step of the newest checkpoint (not saved itself)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         """Every trained parameter (primal and duals)."""
@@ -387,7 +388,7 @@ def make_trainer(
     optimizers = {"model": build_optimizer(list(model.parameters()), cfg.optim)}
     if trained_duals is not None:
         optimizers["dual"] = build_optimizer(list(trained_duals.parameters()), cfg.optim)
-    amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.amp]
+    amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[resolve_amp(cfg, device)]
     if amp is torch.float16 and device.type != "cuda":
         raise ConfigError("train.amp fp16 needs a CUDA device; use bf16 on CPU")
     distill = cfg.loss.distill
@@ -409,6 +410,16 @@ def make_trainer(
         amp_dtype=amp,
         scaler=torch.amp.GradScaler("cuda") if amp is torch.float16 else None,
     )
+
+
+def resolve_amp(cfg: TrainConfig, device: torch.device) -> str:
+    """``train.amp`` with ``auto`` resolved: bf16 where ``device`` computes it natively (a CPU
+    with AVX512_BF16 or AMX, a GPU with bf16), no autocast elsewhere."""
+    if cfg.train.amp != "auto":
+        return cfg.train.amp
+    from ..deploy.precision import native_bf16
+
+    return "bf16" if native_bf16(device) else "none"
 
 
 def training_state(t: Trainer, cfg: TrainConfig) -> TrainingState:
@@ -465,7 +476,8 @@ def validate(
     was_training = model.training
     results = {}
     try:
-        upscaler = TorchUpscaler(model, device=device, tile=tile)
+        # fp32: the scores are results, comparable across runs and machines
+        upscaler = TorchUpscaler(model, device=device, tile=tile, precision="fp32")
         for folder in folders:
             res = evaluate_folder(upscaler, folder)
             results[res.dataset] = {"psnr": res.psnr, "ssim": res.ssim}
@@ -527,8 +539,14 @@ def _train(
     callbacks: Sequence[Callback],
 ) -> TrainResult:
     run_dir = Path(cfg.run.dir)
+    if info.is_main:
+        _check_writable_run_dir(run_dir)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    if device.type == "cpu":
+        from ..deploy.allocator import tune_allocator
+
+        tune_allocator()  # freed activations are reused, not re-faulted (docs/training.md)
     loaded = load_for_resume(run_dir) if resume else None
     if not resume and run_has_checkpoints(run_dir):
         raise ConfigError(
@@ -543,9 +561,10 @@ def _train(
     t = make_trainer(cfg, model, duals, device, info)
     if loaded is not None:
         restore_trainer(t, loaded.state)
+        t.saved_step = t.step
         if info.is_main:
             log.info("resuming %s from %s (step %d)", run_dir, loaded.path, t.step)
-    _check_val_folders(cfg.val.folders)
+    _check_val_folders(cfg.val.folders, model.scale)
     if t.step >= cfg.train.steps:
         log.info("%s already reached train.steps=%d; nothing to do", run_dir, cfg.train.steps)
         return _result(t, cfg, run_dir, None, {}, info)
@@ -563,18 +582,50 @@ def _train(
     torch.manual_seed(cfg.train.seed + info.rank)  # per-process RNG (not used by the batches)
     if loaded is not None and info.is_main:
         restore_rng(loaded.state.rng)
+    batches = iter(loader)
     try:
         with StopSignals() as signals, _redirect_logging(info.is_main and cfg.run.progress):
-            return _loop(cfg, t, iter(loader), run_dir, info, metrics_log, signals, callbacks)
+            return _loop(cfg, t, batches, run_dir, info, metrics_log, signals, callbacks)
     finally:
+        _shutdown_workers(batches)
         if metrics_log is not None:
             metrics_log.close()
 
 
-def _check_val_folders(folders: Sequence[str]) -> None:
-    """Fail at start-up, not hours later, on a validation folder without images."""
+def _check_writable_run_dir(run_dir: Path) -> None:
+    """Fail before any work when checkpoints could not be written."""
+    import os
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"run.dir {run_dir} cannot be created ({exc.strerror or exc}); choose another "
+            "folder (--run-dir, or -o for finetune)"
+        ) from None
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"run.dir {run_dir} is not writable; choose another folder (--run-dir, or -o for "
+            "finetune)"
+        )
+
+
+def _shutdown_workers(batches: Iterator) -> None:
+    """Stop the DataLoader's worker processes now. Left to the interpreter's exit after an
+    error, the exit handler waits for workers that ignore SIGTERM: the process never ended."""
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        with contextlib.suppress(Exception):
+            shutdown()
+
+
+def _check_val_folders(folders: Sequence[str], scale: int) -> None:
+    """Fail at start-up, not hours later: a validation folder without images, or an image that
+    cannot be read or is too small for the protocol (``3 * scale`` pixels a side: the crop to a
+    multiple of the scale, then ``scale`` border pixels shaved on each side)."""
     from ..data.dataset import hr_folder
-    from ..data.image_io import list_images
+    from ..data.image_io import list_images, load_rgb_uint8
+    from ..errors import DualSRError
 
     for i, folder in enumerate(folders):
         try:
@@ -583,6 +634,18 @@ def _check_val_folders(folders: Sequence[str]) -> None:
             raise ConfigError(f"val.folders[{i}]: folder not found: {folder}") from None
         if not found:
             raise ConfigError(f"val.folders[{i}]: no images (png, jpg, bmp, webp, tif) in {folder}")
+        for path in found:
+            try:
+                h, w = load_rgb_uint8(path).shape[:2]
+            except DualSRError as exc:
+                raise ConfigError(
+                    f"val.folders[{i}]: {exc}; fix or remove the file, or drop the folder"
+                ) from None
+            if min(h, w) < 3 * scale:
+                raise ConfigError(
+                    f"val.folders[{i}]: {path} is {w}x{h}, too small to validate at x{scale} "
+                    f"(needs at least {3 * scale} pixels a side); remove it from the folder"
+                )
 
 
 def _redirect_logging(enabled: bool) -> contextlib.AbstractContextManager:
@@ -605,6 +668,10 @@ def _prepare_run_dir(
     metrics_log = MetricsLog(run_dir, cfg.run.tensorboard)
     if resumed_step is not None:
         metrics_log.truncate_after(resumed_step)
+    elif metrics_log.path.is_file():  # left by a run that failed before its first checkpoint
+        old = metrics_log.path.with_name("metrics.previous.jsonl")
+        metrics_log.path.replace(old)
+        log.info("a new run in %s: the old metrics.jsonl was moved to %s", run_dir, old.name)
     return metrics_log
 
 
@@ -628,6 +695,54 @@ def _loop(
         dynamic_ncols=True,
         desc="train",
     )
+    try:
+        _saved_at, stop_reason, last_metrics = _steps(
+            cfg, t, batches, run_dir, info, metrics_log, signals, callbacks, bar
+        )
+    except BaseException as exc:
+        _save_after_error(t, cfg, run_dir, info, exc)
+        raise
+    bar.close()
+    dist.barrier()
+    return _result(t, cfg, run_dir, stop_reason, last_metrics, info)
+
+
+def _save_after_error(
+    t: Trainer, cfg: TrainConfig, run_dir: Path, info: dist.DistInfo, exc: BaseException
+) -> None:
+    """After an error mid-run, keep the steps done since the last save (a checkpoint of the
+    last completed step: an error inside a step leaves the weights of the step before)."""
+    if not info.is_main or t.step == 0 or t.saved_step == t.step:
+        return
+    try:
+        path = _save(t, cfg, run_dir)
+    except Exception as save_exc:  # e.g. the disk is full: say so, and report the first error
+        log.error("could not save a checkpoint after the error either: %s", save_exc)
+        return
+    what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
+    log.error(
+        "%s at step %d: saved %s; continue with: dualsr train --resume %s",
+        what,
+        t.step,
+        path,
+        run_dir,
+    )
+
+
+def _steps(
+    cfg: TrainConfig,
+    t: Trainer,
+    batches: Iterator[list[torch.Tensor]],
+    run_dir: Path,
+    info: dist.DistInfo,
+    metrics_log: MetricsLog | None,
+    signals: StopSignals,
+    callbacks: Sequence[Callback],
+    bar: Any,
+) -> tuple[int | None, str | None, dict]:
+    """The steps from ``t.step`` to the end (or a stop request): (saved at, stop reason,
+    the last logged metrics)."""
+    total = cfg.train.steps
     window, last_metrics, saved_at, stop_reason = Window(), {}, None, None
     while t.step < total:
         batch = batch_to_device(next(batches), t.device, cfg.train.channels_last)
@@ -661,9 +776,7 @@ def _loop(
             if saved_at != t.step:
                 saved_at = _save_on_main(t, cfg, run_dir, info)
             break
-    bar.close()
-    dist.barrier()
-    return _result(t, cfg, run_dir, stop_reason, last_metrics, info)
+    return saved_at, stop_reason, last_metrics
 
 
 def _due(step: int, every: int, total: int) -> bool:
@@ -674,6 +787,7 @@ def _save_on_main(t: Trainer, cfg: TrainConfig, run_dir: Path, info: dist.DistIn
     if info.is_main:
         path = _save(t, cfg, run_dir)
         log.debug("saved %s", path)
+    t.saved_step = t.step
     return t.step
 
 

@@ -1,0 +1,197 @@
+"""Whole-process time of ``dualsr upscale`` against a plain eager fp32 script, and where it goes.
+
+What a user waits for: a fresh process that imports, loads DRN-S x4 weights, reads a 320x180
+PNG, upscales it x4 (1280x720 out) and writes the PNG. Compared, each as a fresh process, run
+in interleaved rounds (median of the rounds):
+
+* ``plain``: a plain PyTorch script: build the DRN, load the weights, forward in fp32 (the model
+  as written, NCHW), round, write the PNG; glibc's default malloc settings;
+* ``dualsr upscale`` with its defaults (precision auto, fused path, default tile);
+* ``dualsr upscale --precision fp32``.
+
+Inside ``dualsr upscale`` the phases are timed too (imports, model load, the fast path's build
+and self-check, the upscale, the PNG write) from a separate in-process run. Random weights
+(seed 0): time does not depend on their values. Run it on a quiet machine.
+
+    python benchmarks/bench_upscale_process.py [--rounds 5] [--threads 2]
+
+Writes benchmarks/results/bench_upscale_process.json and .txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _machine import machine
+
+RESULTS = Path(__file__).parent / "results"
+
+PLAIN = """
+import sys, numpy as np, torch
+from PIL import Image
+import dualsr
+torch.set_num_threads(int(sys.argv[3]))
+model = dualsr.load_model(sys.argv[1]).eval()
+x = torch.from_numpy(np.asarray(Image.open(sys.argv[2]).convert("RGB"), dtype=np.float32))
+with torch.no_grad():
+    sr = model(x.permute(2, 0, 1)[None])[-1][0]
+out = sr.clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
+Image.fromarray(out).save(sys.argv[4])
+"""
+
+PHASES = """
+import sys, time
+t0 = time.perf_counter()
+import numpy as np, torch
+t1 = time.perf_counter()
+from dualsr.cli import main
+from dualsr.data.image_io import read_image, write_image
+from dualsr.inference import TorchUpscaler
+from dualsr.pretrained import resolve_model
+t2 = time.perf_counter()
+torch.set_num_threads(int(sys.argv[3]))
+model = resolve_model(sys.argv[1])
+t3 = time.perf_counter()
+up = TorchUpscaler(model, tile=int(sys.argv[5]))
+t4 = time.perf_counter()
+image = read_image(sys.argv[2])
+image.pixels = up(image.pixels)
+t5 = time.perf_counter()
+write_image(sys.argv[4], image)
+t6 = time.perf_counter()
+import json
+print(json.dumps({"import torch": t1 - t0, "import dualsr": t2 - t1, "load model": t3 - t2,
+       "build fast path + self-check": t4 - t3, "read + upscale": t5 - t4,
+       "write PNG": t6 - t5, "precision": up.precision, "backend": up.backend}))
+"""
+
+
+def precision_auto() -> str:
+    from dualsr.deploy.precision import describe_precision
+
+    return describe_precision("cpu")
+
+
+def run_once(cmd: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--preset", default="drn-s-x4")
+    parser.add_argument("--size", default="320x180", help="input WxH")
+    args = parser.parse_args()
+    import torch
+    from PIL import Image
+
+    import dualsr
+    from dualsr.inference import DEFAULT_TILES
+
+    w, h = (int(v) for v in args.size.split("x"))
+    tmp = Path(tempfile.mkdtemp(prefix="dualsr-bench-"))
+    torch.manual_seed(0)
+    ckpt = dualsr.save_model(tmp / "model.safetensors", dualsr.create_model(args.preset))
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = 127 + 80 * np.sin(xx / 9.0)[..., None] * np.cos(yy / 13.0)[..., None]
+    img = np.clip(img + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+    src = tmp / "in.png"
+    Image.fromarray(img).save(src)
+    (tmp / "plain.py").write_text(PLAIN)
+    (tmp / "phases.py").write_text(PHASES)
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    plain_env = {k: v for k, v in env.items() if not k.startswith("MALLOC_")}
+    dualsr_bin = str(Path(sys.executable).with_name("dualsr"))
+    cases = {
+        "plain eager fp32 script": (
+            [
+                sys.executable,
+                str(tmp / "plain.py"),
+                str(ckpt),
+                str(src),
+                str(args.threads),
+                str(tmp / "plain.png"),
+            ],
+            plain_env,
+        ),
+        "dualsr upscale (defaults)": (
+            [dualsr_bin, "upscale", str(src), "-o", str(tmp / "d.png"), "-m", str(ckpt)],
+            env,
+        ),
+        "dualsr upscale --precision fp32": (
+            [
+                dualsr_bin,
+                "upscale",
+                str(src),
+                "-o",
+                str(tmp / "f.png"),
+                "-m",
+                str(ckpt),
+                "--precision",
+                "fp32",
+            ],
+            env,
+        ),
+    }
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for cmd, e in cases.values():  # warm the file cache
+        run_once(cmd, e)
+    load_start = os.getloadavg()
+    for _ in range(args.rounds):
+        for name, (cmd, e) in cases.items():
+            times[name].append(run_once(cmd, e))
+    load_end = os.getloadavg()
+    phases_cmd = [
+        sys.executable,
+        str(tmp / "phases.py"),
+        str(ckpt),
+        str(src),
+        str(args.threads),
+        str(tmp / "p.png"),
+        str(DEFAULT_TILES["bf16" if "bf16" in precision_auto() else "fp32"]),
+    ]
+    phases = subprocess.run(phases_cmd, check=True, env=env, capture_output=True, text=True)
+    phase_times = json.loads(phases.stdout.strip().splitlines()[-1])
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    base = medians["plain eager fp32 script"]
+    lines = [
+        f"# whole process, {args.preset} (random weights), {w}x{h} PNG in -> "
+        f"{w * 4}x{h * 4} out, {args.threads} threads, {args.rounds} interleaved rounds: "
+        f"python {' '.join(sys.argv)}",
+        f"# {machine()['platform']}, torch {torch.__version__}; load average "
+        f"{tuple(round(v, 2) for v in load_start)} at start, "
+        f"{tuple(round(v, 2) for v in load_end)} at end; default tiles {DEFAULT_TILES}",
+        f"{'command':<34} {'median s':>9} {'min':>7} {'max':>7} {'vs plain':>9}",
+    ]
+    for name, ts in times.items():
+        lines.append(
+            f"{name:<34} {medians[name]:>9.2f} {min(ts):>7.2f} {max(ts):>7.2f} "
+            f"{base / medians[name]:>8.2f}x"
+        )
+    lines.append("phases inside dualsr upscale (one in-process run, seconds):")
+    for k, v in phase_times.items():
+        lines.append(f"  {k:<30} {v if isinstance(v, str) else f'{v:.3f}'}")
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "bench_upscale_process.txt").write_text(text + "\n")
+    doc = {"machine": machine(), "times_s": times, "medians_s": medians, "phases_s": phase_times}
+    (RESULTS / "bench_upscale_process.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
