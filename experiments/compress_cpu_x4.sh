@@ -42,7 +42,7 @@ PY
     name="$method-$tag${SUFFIX:-}"
     if [ ! -f "$OUT/$name.safetensors" ]; then
       if [ "$method" = uniform ]; then
-        "$DUALSR" prune --model "$BASE" --rate "$rate" --method uniform -o "$OUT/$name.safetensors"
+        "$DUALSR" prune --model "$BASE" --rate "$rate" --method uniform --rate-rounding multiple4 -o "$OUT/$name.safetensors"
       else
         "$DUALSR" prune --model "$BASE" --config "$search_dir/channel_config.txt" --method "$method" \
           --data $TRAIN_DIRS --images 64 --patch-size 128 --batch-size 16 ${PRUNE_ARGS:-} -o "$OUT/$name.safetensors"

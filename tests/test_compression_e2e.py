@@ -91,7 +91,8 @@ def test_prune_cli_uniform_without_data_and_errors(
 ) -> None:
     out = tmp_path / "u.safetensors"
     args = ["prune", "-m", str(tiny_checkpoint), "--rate", "0.5", "--method", "uniform"]
-    assert main([*args, "-o", str(out)]) == 0
+    # the old rounding (multiples of 4), requested explicitly; the default is now floor
+    assert main([*args, "--rate-rounding", "multiple4", "-o", str(out)]) == 0
     meta = dualsr.load_checkpoint(out).metadata
     assert meta["method"] == "uniform" and meta["config_source"] == "uniform, rate 0.5"
     assert dualsr.load_model(out).channel_widths() == [4, 4, 8, 8, 8, 8]

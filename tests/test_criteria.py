@@ -9,16 +9,23 @@ from torch import nn
 
 from dualsr.compression.criteria import (
     CRITERIA,
+    DEFAULT_RATE_ROUNDING,
+    DEFAULT_SCORE,
+    GRADIENT_SCORES,
     Criterion,
     FeatureStats,
     cp_select,
+    floor_config,
     get_criterion,
     gradient_norm_scores,
+    gradient_scores,
     l1_scores,
     lasso,
     lasso_select,
     least_squares,
+    rate_config,
     register_criterion,
+    summed_gradient_norm_scores,
     thinet_select,
     top_units,
     uniform_config,
@@ -154,9 +161,73 @@ def test_feature_stats_contributions() -> None:
 def test_registry_lists_every_method_and_rejects_duplicates() -> None:
     assert set(CRITERIA) == {"drc", "dcp", "thinet", "cp", "l1", "uniform"}
     assert CRITERIA["drc"].dual and not CRITERIA["dcp"].dual
-    assert CRITERIA["uniform"].configure is uniform_config
+    assert CRITERIA["uniform"].configure is rate_config
     assert get_criterion("DRC") is CRITERIA["drc"]
     with pytest.raises(KeyError, match="already registered"):
         register_criterion(Criterion("l1", "weights", l1_scores, "again"))
     with pytest.raises(ConfigError, match="unknown pruning method 'magic'.*drc"):
         get_criterion("magic")
+
+
+# ----------------------------------------------------------------------------------------------
+# The released code's channel score (default) and the DCP paper's
+# ----------------------------------------------------------------------------------------------
+def test_official_score_sums_the_per_filter_gradient_norms() -> None:
+    # grad: 2 output channels x 2 units x 1 x 2 kernel positions
+    grad = torch.zeros(2, 2, 1, 2)
+    grad[0, 0, 0] = torch.tensor([3.0, 4.0])  # unit 0: one filter slice of norm 5, one of 0
+    grad[0, 1, 0] = torch.tensor([3.0, 0.0])  # unit 1: slices of norm 3 and 4
+    grad[1, 1, 0] = torch.tensor([0.0, 4.0])
+    # official: sum_o sqrt(sum_k g^2) = 5 + 0, 3 + 4; dcp-paper: sqrt(sum_{o,k} g^2) = 5, 5
+    official = summed_gradient_norm_scores(grad)
+    assert official.dtype == torch.float64 and official.tolist() == [5.0, 7.0]
+    assert gradient_norm_scores(grad).tolist() == [5.0, 5.0]
+    assert DEFAULT_SCORE == "official" and set(GRADIENT_SCORES) == {"official", "dcp-paper"}
+    assert gradient_scores(grad).tolist() == [5.0, 7.0]
+    assert gradient_scores(grad, "dcp-paper").tolist() == [5.0, 5.0]
+    # the two rules rank differently: official prefers unit 1, dcp-paper ties (lower index wins)
+    assert top_units(gradient_scores(grad), 1) == [1]
+    assert top_units(gradient_scores(grad, "dcp-paper"), 1) == [0]
+    # the registered gradient criteria score with the official rule unless told otherwise
+    for name in ("drc", "dcp"):
+        assert CRITERIA[name](grad).tolist() == [5.0, 7.0]
+        assert CRITERIA[name](grad, score="dcp-paper").tolist() == [5.0, 5.0]
+    with pytest.raises(ConfigError, match="unknown gradient score 'l2'.*official, dcp-paper"):
+        gradient_scores(grad, "l2")
+
+
+def test_official_score_matches_a_loop_over_filters() -> None:
+    grad = torch.randn(5, 3, 3, 3, generator=torch.Generator().manual_seed(1))
+    expected = [
+        sum(float(torch.linalg.vector_norm(grad[o, j].double())) for o in range(5))
+        for j in range(3)
+    ]
+    assert summed_gradient_norm_scores(grad).tolist() == pytest.approx(expected, rel=1e-12)
+    # between the Frobenius norm and sqrt(O) times it
+    frob = gradient_norm_scores(grad)
+    assert bool((frob <= summed_gradient_norm_scores(grad) + 1e-12).all())
+    assert bool((summed_gradient_norm_scores(grad) <= 5**0.5 * frob + 1e-12).all())
+
+
+# ----------------------------------------------------------------------------------------------
+# A rate without a configuration: C - floor(C * rate) per layer (released code)
+# ----------------------------------------------------------------------------------------------
+def test_floor_config_removes_floor_of_c_times_rate() -> None:
+    # 4*0.3 = 1.2 -> 1; 8*0.3 = 2.4 -> 2; 10*0.3 = 3.0000000000000004 -> 3; 16*0.3 = 4.8 -> 4;
+    # 64*0.3 = 19.2 -> 19
+    assert floor_config([4, 8, 10, 16, 64], 0.3) == [3, 6, 7, 12, 45]
+    assert floor_config([4, 8, 16], 0.5) == [2, 4, 8]
+    assert floor_config([1, 2, 16], 0.9) == [1, 1, 2]  # at least one unit always stays
+    assert floor_config([16, 3], 0.0) == [16, 3]
+    with pytest.raises(ConfigError, match="rate"):
+        floor_config([16], 1.0)
+
+
+def test_rate_config_defaults_to_floor_and_keeps_multiples_of_four_as_an_option() -> None:
+    widths = [4, 8, 16, 32, 64]
+    assert DEFAULT_RATE_ROUNDING == "floor"
+    assert rate_config(widths, 0.3) == floor_config(widths, 0.3) == [3, 6, 12, 23, 45]
+    assert rate_config(widths, 0.3, "multiple4") == uniform_config(widths, 0.3)
+    assert uniform_config(widths, 0.3) == [4, 4, 12, 24, 44]
+    with pytest.raises(ConfigError, match="unknown rate rounding 'ceil'.*floor, multiple4"):
+        rate_config(widths, 0.3, "ceil")

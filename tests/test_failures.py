@@ -119,6 +119,7 @@ def test_prune_checks_its_output_first_and_rescues_the_result(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     args = ["prune", "-m", str(tiny_checkpoint), "--rate", "0.5", "--method", "uniform"]
+    args += ["--rate-rounding", "multiple4"]
     folder = tmp_path / "existing"
     folder.mkdir()
     assert main([*args, "-o", str(folder)]) == 1
@@ -252,3 +253,11 @@ def test_profile_and_bench_refuse_a_forward_that_cannot_fit(
     assert "GiB (estimated), but 1.0 GiB are available" in err and "--no-memory" in err
     assert main(["bench", "drn-s-x4", "--input", "2000x2000"]) == 1
     assert "time a smaller --input" in capsys.readouterr().err
+
+
+def test_export_refuses_an_opset_it_cannot_write(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    pytest.importorskip("onnx")
+    assert main(["export", "drn-t-x4", "-o", str(tmp_path / "m.onnx"), "--opset", "99"]) == 1
+    err = capsys.readouterr().err
+    assert "opset 99 is newer than this PyTorch can export" in err and "Traceback" not in err
+    assert not (tmp_path / "m.onnx").exists()

@@ -284,7 +284,7 @@ def test_select_greedy_keeps_warm_started_slices_and_counts_its_passes(variant: 
 def test_select_greedy_freezes_the_weight_again_when_it_fails(variant: str) -> None:
     work, duals, layer, pretrained, batches, targets = _greedy_setup()
 
-    def broken(grad: torch.Tensor) -> torch.Tensor:
+    def broken(grad: torch.Tensor, score: str = "official") -> torch.Tensor:
         raise RuntimeError("scoring failed")
 
     criterion = Criterion("broken", "gradients", broken, "raises", dual=True)
@@ -305,3 +305,221 @@ def test_select_greedy_freezes_the_weight_again_when_it_fails(variant: str) -> N
     assert not w.any()  # zeroed at the start, nothing selected
     # the objectives' and the moments' hooks are gone
     assert not layer.consumer._forward_hooks and not layer.consumer._forward_pre_hooks
+
+
+# ----------------------------------------------------------------------------------------------
+# The released code's defaults: channel score, bias in the local SGD, floor(C * rate)
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["passes", "moments"])
+@pytest.mark.parametrize("score", ["official", "dcp-paper"])
+def test_select_greedy_scores_with_the_chosen_rule(variant: str, score: str) -> None:
+    work, duals, layer, pretrained, batches, targets = _greedy_setup()
+    seen: list[str] = []
+
+    def spy(grad: torch.Tensor, score: str = "official") -> torch.Tensor:
+        seen.append(score)
+        return get_criterion("drc")(grad, score=score)
+
+    criterion = Criterion("spy", "gradients", spy, "records the score rule", dual=True)
+    opts = PruneOptions(greedy=variant, score=score, local_epochs=0, final_epochs=0)
+    keep, _ = greedy.select_greedy(
+        work, layer, pretrained, duals, 3, batches, targets, criterion, opts
+    )
+    assert seen == [score] * 3 and len(keep) == 3
+    assert PruneOptions().score == "official" and PruneOptions().local_bias is True
+    with pytest.raises(ConfigError, match="unknown gradient score"):
+        PruneOptions(score="frobenius").check()
+
+
+def test_the_official_score_can_select_other_channels_than_the_dcp_paper_score() -> None:
+    """On the tiny model the two rules disagree somewhere, so the option matters."""
+    model, duals = _tiny()
+    config = _half(model)
+    batches = [_pyramid(seed=1), _pyramid(seed=2)]
+    official = prune_masked(model, duals, config, batches, PruneOptions(greedy="passes"))
+    paper = prune_masked(
+        model, duals, config, batches, PruneOptions(greedy="passes", score="dcp-paper")
+    )
+    assert official.keep != paper.keep
+
+
+@pytest.mark.parametrize("score", ["official", "dcp-paper"])
+def test_moments_greedy_reproduces_the_paper_loop_with_the_bias_update(score: str) -> None:
+    """gamma = 0: the moments greedy (bias included) equals the paper loop for both scores."""
+    model, duals = _tiny()
+    config = _half(model)
+    batches = [_pyramid(seed=1), _pyramid(seed=2)]
+    paper = PruneOptions(greedy="passes", gamma=0.0, score=score)
+    moments = PruneOptions(greedy="moments", gamma=0.0, final_epochs=0, score=score)
+    a = prune_masked(model, duals, config, batches, paper)
+    b = prune_masked(model, duals, config, batches, moments)
+    assert a.keep == b.keep
+    biased = [
+        i for i, layer in enumerate(searched_layers(model)) if layer.consumer.bias is not None
+    ]
+    assert biased  # RCAB and upsampler consumers have a bias
+    for i in biased:
+        b0 = searched_layers(model)[i].consumer.bias
+        da = searched_layers(a.model)[i].consumer.bias - b0
+        db = searched_layers(b.model)[i].consumer.bias - b0
+        assert da.abs().max() > 0  # the local SGD moved the bias
+        assert torch.allclose(da, db, rtol=1e-3, atol=1e-9), i
+
+
+def _recon_mse(work: dualsr.DRN, layer: SearchedLayer, batches: list, targets: list) -> float:
+    """Mean over batches of MSE(layer's consumer output in ``work``, original output)."""
+    outputs = teacher_features(work, layer, batches)
+    return sum(float(F.mse_loss(o, t)) for o, t in zip(outputs, targets, strict=True)) / len(
+        outputs
+    )
+
+
+def test_local_sgd_updates_the_bias_and_lowers_the_reconstruction_loss() -> None:
+    work, duals, layer, pretrained, batches, targets = _greedy_setup()
+    conv = layer.consumer
+    selected = torch.zeros(layer.width, dtype=torch.bool)
+    selected[[1, 4, 6]] = True
+    with torch.no_grad():  # the state after three selection steps without local SGD
+        conv.weight.zero_()
+        conv.weight[:, selected] = pretrained[:, selected]
+    start = {k: v.clone() for k, v in work.state_dict().items()}
+    before = _recon_mse(work, layer, batches, targets)
+    losses = {}
+    for with_bias in (True, False):
+        work.load_state_dict(start)
+        bias0 = conv.bias.detach().clone()
+        conv.weight.requires_grad_(True)
+        with LayerObjective(work, layer, duals, 1.0, 0.1) as objective:
+            greedy.local_sgd(objective, batches, targets, selected, epochs=2, bias=with_bias)
+        conv.weight.requires_grad_(False)
+        assert not conv.bias.requires_grad and conv.bias.grad is None
+        assert (conv.bias != bias0).any() == with_bias
+        assert not conv.weight[:, ~selected].any()  # unselected slices stay zero
+        losses[with_bias] = _recon_mse(work, layer, batches, targets)
+    assert losses[True] <= losses[False] <= before
+
+
+@pytest.mark.parametrize("variant", ["passes", "moments"])
+@pytest.mark.parametrize("gamma", [0.0, 1.0])
+def test_greedy_bias_update_changes_the_bias_and_not_the_choice(variant: str, gamma: float) -> None:
+    """The default (bias updated) vs --no-local-bias on a layer: same channels, a moved bias,
+    and a reconstruction loss on the pruning data no worse than without the bias update."""
+    results = {}
+    for local_bias in (True, False):
+        work, duals, layer, pretrained, batches, targets = _greedy_setup()
+        bias0 = layer.consumer.bias.detach().clone()
+        opts = PruneOptions(greedy=variant, gamma=gamma, local_bias=local_bias)
+        keep, _ = greedy.select_greedy(
+            work, layer, pretrained, duals, 5, batches, targets, get_criterion("drc"), opts
+        )
+        moved = float((layer.consumer.bias - bias0).abs().max())
+        results[local_bias] = (keep, moved, _recon_mse(work, layer, batches, targets))
+        assert not layer.consumer.bias.requires_grad and layer.consumer.bias.grad is None
+    assert results[True][0] == results[False][0]
+    assert results[True][1] > 0 and results[False][1] == 0
+    assert results[True][2] <= results[False][2]
+
+
+def test_layer_moments_are_exact_with_a_moved_bias() -> None:
+    model, _ = _tiny()
+    batches = [_pyramid(seed=1), _pyramid(n=3, seed=2)]
+    layer = searched_layers(model)[3]  # an RCAB consumer (has a bias)
+    conv = layer.consumer
+    targets = [t + torch.randn_like(t) for t in teacher_features(model, layer, batches)]
+    moments = collect_moments(model, layer, targets, batches)
+    weight = torch.randn_like(conv.weight)
+    bias = conv.bias.detach() + torch.randn_like(conv.bias)
+    grads, bias_grads, mses = [], [], []
+    for x, target in zip(_consumer_inputs(model, layer, batches), targets, strict=True):
+        w = weight.clone().requires_grad_(True)
+        b = bias.clone().requires_grad_(True)
+        loss = F.mse_loss(F.conv2d(x, w, b, padding=conv.padding), target)
+        gw, gb = torch.autograd.grad(loss, (w, b))
+        grads.append(gw)
+        bias_grads.append(gb)
+        mses.append(float(loss.detach()))
+    assert torch.allclose(moments.gradient(weight, bias=bias), sum(grads), rtol=1e-3, atol=1e-4)
+    assert torch.allclose(moments.gradient(weight, 1, bias), grads[1], rtol=1e-3, atol=1e-4)
+    assert torch.allclose(
+        moments.bias_gradient(weight, bias), sum(bias_grads), rtol=1e-3, atol=1e-5
+    )
+    assert torch.allclose(
+        moments.bias_gradient(weight, bias, 0), bias_grads[0], rtol=1e-3, atol=1e-5
+    )
+    assert math.isclose(moments.mse(weight, bias), sum(mses) / 2, rel_tol=1e-4)
+    # without a bias argument: the bias the consumer had when the moments were collected
+    assert torch.allclose(moments.gradient(weight), moments.gradient(weight, bias=conv.bias))
+
+
+def test_prune_cli_records_score_bias_and_rate_rounding(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    from dualsr.cli import main
+    from dualsr.data.image_io import write_image
+
+    from .conftest import random_image
+
+    # a rate without a configuration: C - floor(C * rate) per layer by default
+    out = tmp_path / "u.safetensors"
+    base = ["prune", "-m", str(tiny_checkpoint)]
+    assert main([*base, "--rate", "0.3", "--method", "uniform", "-o", str(out)]) == 0
+    meta = dualsr.load_checkpoint(out).metadata
+    widths = dualsr.load_model(tiny_checkpoint).channel_widths()  # [4, 8, 16, 16, 16, 16]
+    assert meta["rate_rounding"] == "floor" and meta["score"] == "official" and meta["local_bias"]
+    assert meta["channel_config"] == [w - math.floor(w * 0.3) for w in widths]
+    assert dualsr.load_model(out).channel_widths() == [3, 6, 12, 12, 12, 12]
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        write_image(data / f"{i}.png", random_image(20, 20, seed=i))
+    config = tmp_path / "config.txt"
+    config.write_text("2\n4\n8\n8\n8\n8\n")
+    out = tmp_path / "d.safetensors"
+    args = [*base, "--config", str(config), "--method", "dcp", "--data", str(data)]
+    extra = ["--images", "2", "--patch-size", "16", "--batch-size", "2"]
+    assert main([*args, *extra, "--score", "dcp-paper", "--no-local-bias", "-o", str(out)]) == 0
+    meta = dualsr.load_checkpoint(out).metadata
+    assert meta["score"] == "dcp-paper" and meta["local_bias"] is False
+    assert meta["rate_rounding"] is None and meta["channel_config"] == [2, 4, 8, 8, 8, 8]
+
+
+def test_greedy_vs_official_experiment_runs_on_a_tiny_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """experiments/greedy_vs_official.py end to end: tiny model, synthetic images, seconds."""
+    import importlib.util
+
+    from dualsr.data.image_io import write_image
+
+    from .conftest import random_image
+
+    path = Path(__file__).parents[1] / "experiments" / "greedy_vs_official.py"
+    spec = importlib.util.spec_from_file_location("greedy_vs_official", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    model, duals = _tiny()
+    ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", model, duals)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        write_image(data / f"{i}.png", random_image(24, 24, seed=i))
+    out = tmp_path / "cmp.json"
+    args = ["--model", str(ckpt), "--data", str(data), "--rate", "0.5", "--images", "4"]
+    args += ["--patch-size", "16", "--batch-size", "2", "--out", str(out)]
+    assert script.main(args) == 0
+    assert "identical selections in" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    rows = result["layers"]
+    assert [r["kept"] for r in rows] == result["channel_config"] == [2, 4, 8, 8, 8, 8]
+    for row in rows:
+        assert not row["skipped"] and len(row["official"]) == len(row["moments"]) == row["kept"]
+        assert row["overlap"] == len(set(row["official"]) & set(row["moments"]))
+        assert row["same"] == (row["official"] == row["moments"])
+    assert result["summary"]["compared"] == 6 and result["settings"]["gamma"] == 1.0
+    # the official loop's selection of the first layer is what prune_model's loop picks
+    batches = script.pruning_batches([str(data)], 4, 4, 16, 2, 0)
+    ref = prune_masked(model, duals, [2, 8, 16, 16, 16, 16], batches, PruneOptions(greedy="passes"))
+    assert rows[0]["official"] == ref.keep[0]

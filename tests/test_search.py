@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import dualsr
+import dualsr.compression.search as search_module
 from dualsr.cli import main
 from dualsr.compression.budget import Budget
 from dualsr.compression.layers import searched_layers
@@ -33,6 +39,12 @@ from dualsr.compression.search_config import (
     load_search_options,
     option_names,
     parse_count,
+    parse_save_every,
+)
+from dualsr.compression.search_state import (
+    SearchCheckpoints,
+    load_search_checkpoint,
+    search_checkpoints,
 )
 from dualsr.data.image_io import write_image
 from dualsr.data.pyramid import make_pyramid
@@ -523,3 +535,244 @@ def test_search_result_save(tmp_path: Path) -> None:
     meta = dualsr.load_checkpoint(files.weights).metadata
     assert meta["stage"] == "search" and meta["note"] == "n"
     assert result.save(tmp_path / "o2").weights is None
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints and resume
+# ----------------------------------------------------------------------------------------------
+ROOT = Path(__file__).parents[1]
+
+
+def search_args(ckpt: Path, folder: Path, out: Path, *extra: str) -> list[str]:
+    """A 5-step second-order search of the tiny model, a checkpoint every 2 steps."""
+    args = ["search", "-m", str(ckpt), "--data", str(folder), "--rate", "0.3", "-o", str(out)]
+    args += ["--steps", "5", "--patch-size", "16", "--batch-size", "2", "--cache", "memory"]
+    return [*args, "--save-weights", "--save-every", "2", *extra]
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    """The result files of two searches hold the same configuration, logits, history and
+    weights (bit for bit; only paths, options' output and timing may differ)."""
+    assert (a / "channel_config.txt").read_text() == (b / "channel_config.txt").read_text()
+    ra, rb = (json.loads((d / "search.json").read_text()) for d in (a, b))
+    for key in ("channel_config", "argmax_config", "params", "macs", "layers", "history"):
+        assert ra[key] == rb[key], key  # "layers" holds every logit and softmax value
+    assert len(ra["history"]) == 5
+    wa, wb = (dualsr.load_checkpoint(d / "searched.safetensors") for d in (a, b))
+    for ma, mb in ((wa.model, wb.model), (wa.duals, wb.duals)):
+        sa, sb = ma.state_dict(), mb.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def act_in_step(monkeypatch: pytest.MonkeyPatch, step: int, action) -> None:  # noqa: ANN001
+    """Run ``action`` when step ``step`` computes its logit gradient (mid-step)."""
+    original = search_module.alpha_gradients
+    calls = []
+
+    def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) == step:
+            action()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "alpha_gradients", wrapped)
+
+
+def disk_on_fire() -> None:
+    raise OSError("disk on fire")
+
+
+@pytest.mark.parametrize(
+    ("how", "code"), [("SIGINT", 130), ("SIGTERM", 143), ("error", 1)]
+)  # fmt: skip
+def test_cli_search_stopped_then_resumed_equals_a_straight_run(
+    tmp_path: Path,
+    train_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+    how: str,
+    code: int,
+) -> None:
+    ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model(), dualsr.DualModels(4, 4))
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(search_args(ckpt, train_folder, straight)) == 0
+    assert not (straight / "checkpoints").exists()  # deleted once the results are written
+    if how == "error":
+        act_in_step(monkeypatch, 4, disk_on_fire)
+    else:
+        act_in_step(monkeypatch, 4, lambda: os.kill(os.getpid(), signal.Signals[how]))
+    capsys.readouterr()
+    assert main(search_args(ckpt, train_folder, resumed)) == code
+    err = capsys.readouterr().err
+    # a signal finishes step 4 and saves it; an error inside step 4 saves step 3
+    saved = 3 if how == "error" else 4
+    assert [p.name for p in search_checkpoints(resumed)] == [
+        "search-step-000002.safetensors",  # --save-every 2, the last 2 kept
+        f"search-step-{saved:06d}.safetensors",
+    ]
+    assert f"continue with: dualsr search --resume {resumed}" in caplog.text
+    assert not (resumed / "channel_config.txt").exists()
+    if how == "error":
+        assert f"stopped by an error at step {saved}" in caplog.text
+        assert [ln for ln in err.splitlines() if ln.startswith("error")] == ["error: disk on fire"]
+    else:
+        assert f"{how} received" in caplog.text and f"stopped at step {saved} of 5" in caplog.text
+    monkeypatch.undo()
+    assert main(["search", "--resume", str(resumed)]) == 0  # no other flag needed
+    assert_same_results(straight, resumed)
+    assert not (resumed / "checkpoints").exists()
+    assert json.loads((resumed / "search.json").read_text())["options"]["output"] == str(resumed)
+
+
+def lists_search(batches: list, **kwargs):  # noqa: ANN003, ANN201
+    """A first-order 5-step search of the tiny model on lists of 3 batches."""
+    model = kwargs.pop("model", None) or tiny_model()
+    duals = kwargs.pop("duals", None) or dualsr.DualModels(4, 4)
+    return search_channels(
+        model, duals, batches[:3], batches[3:], target_rate=0.3, order="first", steps=5, **kwargs
+    )
+
+
+class FailingLoss(dualsr.DualRegressionLoss):
+    """The dual regression loss, raising at its ``fail_at``-th call."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.calls, self.fail_at = 0, fail_at
+
+    def forward(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("boom")
+        return super().forward(*args, **kwargs)
+
+
+@pytest.mark.parametrize("how", ["callback", "error in the logit step", "error in the weight step"])
+def test_search_channels_resumes_bit_exactly(tmp_path: Path, how: str) -> None:
+    # first order: the loss is called once for the logits, then once for the weights, per step;
+    # an error in step 3's weight step comes after its logit update, which is rolled back
+    batches = [pyramid_batch(i, n=2) for i in range(6)]
+    straight = lists_search(batches)
+    checkpoints = SearchCheckpoints(tmp_path, every=0, options={"note": "library"})
+    if how == "callback":
+        stopped = lists_search(
+            batches, checkpoints=checkpoints, progress=lambda rec: rec["step"] == 2
+        )
+        assert stopped.stop_reason == "callback" and not stopped.finished
+        assert stopped.checkpoint == search_checkpoints(tmp_path)[-1]
+    else:
+        loss = FailingLoss(5 if how == "error in the logit step" else 6)
+        with pytest.raises(RuntimeError, match="boom"):
+            lists_search(batches, checkpoints=checkpoints, loss=loss)
+    loaded = load_search_checkpoint(tmp_path)
+    assert loaded.state.step == 2 and len(loaded.state.history) == 2
+    assert loaded.state.options == {"note": "library"}
+    assert loaded.metadata["stage"] == "search"
+    resumed = lists_search(batches, model=loaded.model, duals=loaded.duals, resume=loaded.state)
+    assert resumed.finished and resumed.history == straight.history
+    assert resumed.channel_config == straight.channel_config
+    assert resumed.alphas == straight.alphas  # exact floats
+    for a, b in ((resumed.model, straight.model), (resumed.duals, straight.duals)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    with pytest.raises(ConfigError, match="saved search runs 5 steps, this one 6"):
+        search_channels(
+            loaded.model, loaded.duals, batches, batches, target_rate=0.3, steps=6,
+            resume=loaded.state,
+        )  # fmt: skip
+
+
+def test_cli_search_sigint_in_a_real_process_saves_and_exits(
+    tmp_path: Path, train_folder: Path
+) -> None:
+    ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model())
+    out = tmp_path / "out"
+    args = search_args(ckpt, train_folder, out, "--order", "first", "--save-every", "1")
+    args[args.index("--steps") + 1] = "100000"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dualsr", *args], env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and not search_checkpoints(out):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "SIGINT received" in err and f"dualsr search --resume {out}" in err
+    loaded = load_search_checkpoint(out)
+    assert loaded.state.step >= 1 and loaded.state.steps == 100_000
+    assert len(search_checkpoints(out)) <= 2
+
+
+def test_cli_search_resume_falls_back_from_a_corrupt_checkpoint(
+    tmp_path: Path, train_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model(), dualsr.DualModels(4, 4))
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(search_args(ckpt, train_folder, straight)) == 0
+    act_in_step(monkeypatch, 4, lambda: os.kill(os.getpid(), signal.SIGINT))
+    assert main(search_args(ckpt, train_folder, resumed)) == 130
+    monkeypatch.undo()
+    newest = search_checkpoints(resumed)[-1]
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated
+    with pytest.warns(UserWarning, match=r"search-step-000004.*falling back to .*000002"):
+        assert main(["search", "--resume", str(resumed)]) == 0
+    assert_same_results(straight, resumed)
+
+
+def test_cli_search_resume_errors(
+    tmp_path: Path,
+    train_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model())
+    out = tmp_path / "out"
+    args = search_args(ckpt, train_folder, out, "--order", "first")
+    act_in_step(monkeypatch, 3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    assert main(args) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+
+    def error(argv: list[str]) -> str:
+        assert main(argv) == 1
+        return capsys.readouterr().err
+
+    # a new search into a folder with checkpoints
+    msg = error(args)
+    assert f"`dualsr search --resume {out}`" in msg and "or choose another -o" in msg
+    # flags that would change the search name themselves; repeating a saved value is fine
+    resume = ["search", "--resume", str(out)]
+    msg = error([*resume, "--rate", "0.5", "--data", str(train_folder)])
+    assert "--rate 0.5 (saved: 0.3) would change the search; drop it" in msg
+    assert "--data" not in msg
+    assert "--order second (saved: first)" in error([*resume, "--order", "second"])
+    assert "-o/--output" in error([*resume, "-o", str(tmp_path / "elsewhere")])
+    assert "holds no search checkpoints" in error(["search", "--resume", str(tmp_path)])
+    assert "--save-every: expected" in error([*resume, "--save-every", "soon"])
+    # options that do not change the search may change; the checkpoints stay until the end
+    assert main([*resume, "--save-every", "1m", "--cache", "memory"]) == 0
+    assert dualsr.read_channel_config(out / "channel_config.txt")
+    assert "holds no search checkpoints (checkpoints/search-step-*.safetensors) (its " in error(
+        resume
+    )
+
+
+def test_save_every_values() -> None:
+    assert parse_save_every("50") == 50 and parse_save_every(0) == 0
+    assert [parse_save_every(v) for v in ("30s", "5min", "1.5m", "2H")] == [
+        "30s",
+        "5m",
+        "1.5m",
+        "2h",
+    ]
+    for bad in ("-1", "soon", "0s", "5 days", True):
+        with pytest.raises(ConfigError, match="--save-every"):
+            parse_save_every(bad)
+    assert SearchOptions().save_every == "5m"
+    assert SearchOptions.from_dict({"save-every": "10"}).save_every == 10
+    ckpts = SearchCheckpoints("x", 3)
+    assert [s for s in range(1, 11) if ckpts.due(s, 10)] == [3, 6, 9, 10]
+    assert SearchCheckpoints("x", "1h").due(5, 10) is False

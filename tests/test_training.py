@@ -497,3 +497,66 @@ def test_amp_auto_is_bf16_only_where_native(
     assert resolve_amp(cfg, cpu) == "none"
     assert make_tiny_trainer(tmp_path, "train.amp=auto").amp_dtype is None
     assert resolve_amp(tiny_config(tmp_path, "train.amp=bf16"), cpu) == "bf16"
+
+
+# ----------------------------------------------------------------------------------------------
+# The dual HR term (loss.dual_hr)
+# ----------------------------------------------------------------------------------------------
+def test_dual_hr_config_needs_the_dual_term() -> None:
+    assert load_config(None, ["model.preset=drn-s-x4"]).loss.dual_hr is False
+    cfg = load_config(None, ["model.preset=drn-s-x4", "loss.dual_hr=true"])
+    assert cfg.loss.dual_hr is True and cfg.loss.dual is True
+    with pytest.raises(ConfigError) as exc:
+        load_config(None, ["model.preset=drn-s-x4", "loss.dual=false", "loss.dual_hr=true"])
+    assert "loss.dual_hr" in str(exc.value) and "loss.dual: true" in str(exc.value)
+    with pytest.raises(ConfigError, match="loss.dual_hr: expected true or false"):
+        load_config(None, ["model.preset=drn-s-x4", "loss.dual_hr=maybe"])
+
+
+def test_dual_hr_training_step_adds_the_term_and_trains_both(tmp_path: Path) -> None:
+    plain = make_tiny_trainer(tmp_path)
+    looped = make_tiny_trainer(tmp_path, "loss.dual_hr=true")
+    assert looped.loss_fn.dual_hr and not plain.loss_fn.dual_hr
+    assert_same(weights(plain.model), weights(looped.model))
+    assert_same(weights(plain.duals), weights(looped.duals))
+    batch = batch_of()
+    # the HR-loop output the step will use, before the weights change
+    with torch.no_grad():
+        _, _, _, cycle = looped.net(batch[0], batch[-1])
+    expected_hr = float((cycle - batch[-1]).abs().mean())
+    a, b = train_step(plain, batch), train_step(looped, batch)
+    assert a.skipped is None and b.skipped is None
+    assert a.metrics["dual_hr"] == 0.0
+    assert b.metrics["dual_hr"] == pytest.approx(expected_hr, rel=1e-6)
+    assert a.metrics["primal"] == b.metrics["primal"] and a.metrics["dual"] == b.metrics["dual"]
+    assert b.metrics["loss"] == pytest.approx(
+        b.metrics["primal"] + 0.1 * b.metrics["dual"] + 0.1 * b.metrics["dual_hr"], rel=1e-6
+    )
+    # the extra term changed the update of the primal and of the duals
+    for x, y in ((plain.model, looped.model), (plain.duals, looped.duals)):
+        changed = [
+            not torch.equal(p, q) for p, q in zip(x.parameters(), y.parameters(), strict=True)
+        ]
+        assert any(changed)
+
+
+def test_dual_hr_resume_is_bit_exact(tmp_path: Path) -> None:
+    extra = ("loss.dual_hr=true", "train.steps=4", "optim.skip_warmup=1", "run.save_every=100")
+    straight = train(tiny_config(tmp_path / "a", *extra))
+    assert straight.finished and straight.step == 4
+
+    cfg = tiny_config(tmp_path / "b", *extra)
+    first = train(cfg, callbacks=[stop_after(2)])
+    assert (first.step, first.finished) == (2, False)
+    resumed = train(cfg, resume=True)
+    assert resumed.finished and resumed.step == 4
+
+    assert_same(weights(straight.model), weights(resumed.model))
+    assert_same(weights(straight.duals), weights(resumed.duals))
+    rows = [
+        [json.loads(line) for line in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
+        for r in (straight, resumed)
+    ]
+    assert [r["loss"] for r in rows[0]] == [r["loss"] for r in rows[1]]
+    assert [r["dual_hr"] for r in rows[0]] == [r["dual_hr"] for r in rows[1]]
+    assert all(r["dual_hr"] > 0 for r in rows[1])

@@ -9,7 +9,15 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint, load_official_duals, save_model
-from ..compression.criteria import CRITERIA, get_criterion, uniform_config
+from ..compression.criteria import (
+    CRITERIA,
+    DEFAULT_RATE_ROUNDING,
+    DEFAULT_SCORE,
+    GRADIENT_SCORES,
+    RATE_ROUNDINGS,
+    get_criterion,
+    rate_config,
+)
 from ..compression.prune import (
     DEFAULT_CHANNELS_PER_PASS,
     DEFAULT_FEATURE_SAMPLES,
@@ -59,8 +67,15 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     which.add_argument(
         "--rate",
         type=float,
-        help="fraction of channels removed in every searched layer (the uniform configuration, "
-        "widths rounded to multiples of 4)",
+        help="fraction of channels removed in every searched layer (the uniform configuration: "
+        "a layer of width C keeps C - floor(C * RATE), as the released code; see --rate-rounding)",
+    )
+    g.add_argument(
+        "--rate-rounding",
+        default=DEFAULT_RATE_ROUNDING,
+        choices=list(RATE_ROUNDINGS),
+        help="with --rate: 'floor' keeps C - floor(C * RATE) (released code); 'multiple4' keeps "
+        f"C * (1 - RATE) rounded to a multiple of 4 in [4, C] (default: {DEFAULT_RATE_ROUNDING})",
     )
     g = p.add_argument_group("method")
     g.add_argument(
@@ -79,6 +94,21 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         help="drc/dcp: 'moments' computes the reconstruction gradient exactly from per-layer "
         "statistics (about 2 full passes per layer); 'passes' is the paper's loop, two full "
         f"passes per selection step (default: {DEFAULT_GREEDY})",
+    )
+    g.add_argument(
+        "--score",
+        default=DEFAULT_SCORE,
+        choices=list(GRADIENT_SCORES),
+        help="drc/dcp: a channel's score from its gradient slice g (O x k x k): 'official' = "
+        "sum over output channels of ||g[o]|| (released code), 'dcp-paper' = ||g|| (Frobenius, "
+        f"the DCP paper) (default: {DEFAULT_SCORE})",
+    )
+    g.add_argument(
+        "--local-bias",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="drc/dcp: the local SGD also updates the consumer conv's bias, as the released code "
+        "(default: on; --no-local-bias keeps the pretrained bias)",
     )
     g.add_argument(
         "--channels-per-pass",
@@ -180,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
             "--config (or use --method l1 with --config)"
         )
     if args.rate is not None:
-        config = uniform_config(widths, args.rate)
+        config = rate_config(widths, args.rate, args.rate_rounding)
         source = f"uniform, rate {args.rate:g}"
     else:
         if not args.config.is_file():
@@ -227,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
         final_epochs=args.final_epochs,
         feature_samples=args.samples,
         seed=args.seed,
+        score=args.score,
+        local_bias=args.local_bias,
         progress=progress,
     )
     stats = result.stats
@@ -236,12 +268,17 @@ def run(args: argparse.Namespace) -> int:
         "method": criterion.name,
         "parent": str(args.model),
         "config_source": source,
+        # how --rate became widths ("floor": C - floor(C * rate)); None with --config
+        "rate_rounding": args.rate_rounding if args.rate is not None else None,
         "channel_config": result.channel_config,
         # which input units of each searched layer were kept (indices into the parent's units)
         "kept_units": result.keep,
         "gamma": args.gamma,
         "dual_weight": args.dual_weight,
         "greedy": args.greedy,
+        # drc/dcp: the channel score ("official": sum_o ||g[o]||, "dcp-paper": ||g||)
+        "score": args.score,
+        "local_bias": args.local_bias,
         "channels_per_pass": args.channels_per_pass,
         "local_epochs": args.local_epochs,
         "local_lr": args.local_lr,

@@ -4,12 +4,25 @@ Options come from built-in defaults (the paper's settings), then an optional YAM
 (``--config``, keys named like the options: ``rate: 0.3``, ``patch_size: 192``), then the command
 line (:func:`dualsr.compression.search_config.load_search_options`). The resolved options are
 saved in ``search.json`` with an equivalent command line (:meth:`SearchResult.save`).
+
+The search saves checkpoints in ``OUT/checkpoints/`` (:mod:`dualsr.compression.search_state`):
+every ``--save-every``, on SIGINT/SIGTERM (then it exits with 130/143) and after an error;
+``--resume OUT`` continues with the saved options and ends with the same result files as an
+uninterrupted run. The checkpoints are deleted once the result files are written.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..compression.search import SearchResult
+
+Progress = Callable[[dict], None]
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -23,9 +36,18 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         "OUT/channel_config.txt (one integer a line, the official format) and OUT/search.json. "
         "With --budget-params/--budget-macs the configuration meets that budget within "
         "--tolerance. Defaults are the paper's; --config FILE.yaml overrides them and the "
-        "command line overrides the file.",
+        "command line overrides the file. Ctrl-C or SIGTERM saves a checkpoint and stops; "
+        "--resume OUT_DIR continues.",
     )
     p.add_argument("--config", type=Path, default=None, metavar="YAML", help="options file")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="OUT_DIR",
+        help="continue the search in OUT_DIR from its newest usable checkpoint, with its saved "
+        "options (other flags may only repeat them, or change --device, --cache, --cache-dir, "
+        "--save-weights, --save-every)",
+    )
     g = p.add_argument_group("model and data")
     g.add_argument("--model", "-m", help="trained checkpoint (.safetensors or official .pt)")
     g.add_argument(
@@ -42,6 +64,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         default=None,
         help="also write OUT/searched.safetensors: the full-width weights trained during the "
         "search, with their duals",
+    )
+    g.add_argument(
+        "--save-every",
+        metavar="N|TIME",
+        help="save a checkpoint into OUT/checkpoints every N steps, or every TIME such as 30s, "
+        "5m, 1h (default: 5m; 0: only at the end, on Ctrl-C/SIGTERM and after an error)",
     )
     g = p.add_argument_group("target")
     g.add_argument(
@@ -99,27 +127,45 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the search and write the channel configuration and the report."""
+    """Run (or resume) the search and write the channel configuration and the report."""
     import torch
-    from tqdm import tqdm
 
     from ..compression.budget import check_budget
     from ..compression.search import load_search_model, make_search_data, search_channels
-    from ..compression.search_config import load_search_options, option_names
-    from ..errors import DualSRError
+    from ..compression.search_config import load_search_options, option_names, resume_options
+    from ..compression.search_state import (
+        SearchCheckpoints,
+        has_search_checkpoints,
+        load_search_checkpoint,
+    )
+    from ..errors import ConfigError, DualSRError
     from ..losses import DualRegressionLoss
     from .common import ensure_writable_folder
 
     given = {key: getattr(args, key, None) for key in option_names()}
-    opts = load_search_options(args.config, given, complete=True)
+    loaded = None
+    if args.resume is not None:
+        loaded = load_search_checkpoint(args.resume)
+        opts = resume_options(loaded.state.options, args.resume, args.config, given)
+    else:
+        opts = load_search_options(args.config, given, complete=True)
     hw = opts.input_hw
     budget = opts.budget()
     device = opts.resolve_device()
     out = Path(opts.output)  # type: ignore[arg-type]
     if out.exists() and not out.is_dir():
         raise DualSRError(f"-o {out} is an existing file; the search writes a folder: give one")
+    if loaded is None and has_search_checkpoints(out):
+        raise ConfigError(
+            f"-o {out} already holds the checkpoints of an unfinished search; continue it with "
+            f"`dualsr search --resume {out}`, or choose another -o"
+        )
     ensure_writable_folder(out, "-o")
-    model, duals, source = load_search_model(opts.model)  # type: ignore[arg-type]
+    if loaded is not None:
+        model, duals = loaded.model, loaded.duals
+        source = str(loaded.state.info.get("source", opts.model))
+    else:
+        model, duals, source = load_search_model(opts.model)  # type: ignore[arg-type]
     narrowest = min(model.channel_widths())
     if opts.multiple > narrowest:
         raise DualSRError(
@@ -131,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         check_budget(model.arch, budget, opts.multiple, hw)
     if duals is None:
         print("note: the checkpoint has no dual models; fresh duals are trained during the search")
+    start_step = loaded.state.step if loaded is not None else 0
     data = make_search_data(
         opts.data,  # type: ignore[arg-type]
         model.scale,
@@ -138,25 +185,37 @@ def run(args: argparse.Namespace) -> int:
         opts.batch_size,
         opts.seed,
         opts.cache_path(),
+        start_step=start_step,
     )
+    files_digest = _files_digest(data.train_files, data.val_files)
+    if loaded is not None and loaded.state.info.get("files", files_digest) != files_digest:
+        raise ConfigError(
+            f"--resume {args.resume}: the images in --data are not those the search started "
+            "with (files added, removed or renamed); restore them, or start a new search"
+        )
     torch.manual_seed(opts.seed)
     model.to(device)
     if duals is not None:
         duals.to(device)
     steps = opts.total_steps(data.steps_per_epoch)
+    command = opts.equivalent_command()
+    verb = f"resuming {out} at step {start_step}:" if loaded is not None else "searching"
     print(
-        f"searching {source} (x{model.scale}): {len(data.train_files)} weight images, "
+        f"{verb} {source} (x{model.scale}): {len(data.train_files)} weight images, "
         f"{len(data.val_files)} architecture images, {steps} steps ({opts.order} order) "
         f"on {device}"
     )
-    bar = tqdm(total=steps, unit="step", desc="search")
-
-    def progress(rec: dict) -> None:
-        bar.update(1)
-        bar.set_postfix(train=f"{rec['train_loss']:.3f}", val=f"{rec['val_loss']:.3f}")
-
-    try:
-        result = search_channels(
+    if loaded is not None:
+        print(f"from {loaded.path}")
+    checkpoints = SearchCheckpoints(
+        out,
+        opts.save_every,
+        options=opts.to_dict(),
+        info={"source": source, "files": files_digest},
+        metadata={"source": source, "command": command},
+    )
+    result = _search(
+        lambda progress: search_channels(
             model,
             duals,
             data.train,
@@ -174,11 +233,15 @@ def run(args: argparse.Namespace) -> int:
             loss=DualRegressionLoss(opts.dual_weight),
             seed=opts.seed,
             progress=progress,
-        )
-    finally:
-        bar.close()
+            checkpoints=checkpoints,
+            resume=loaded.state if loaded is not None else None,
+        ),
+        steps,
+        start_step,
+    )
+    if result.stop_reason in ("SIGINT", "SIGTERM"):
+        return 128 + signal.Signals[result.stop_reason].value
 
-    command = opts.equivalent_command()
     report = {
         "command": command,
         "options": opts.to_dict(),
@@ -193,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
     files = result.save(
         out, report, weights=opts.save_weights, metadata={"source": source, "command": command}
     )
+    checkpoints.clear()  # the result files hold everything now
     print(
         f"channel configuration ({len(result.channel_config)} layers): {files.channel_config}\n"
         f"params: {result.params:,} ({1 - result.params / result.full_params:.1%} fewer than "
@@ -206,3 +270,32 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"report: {out / 'search.json'} ({result.seconds:.0f} s)")
     return 0
+
+
+def _search(
+    search: Callable[[Progress], SearchResult], steps: int, start_step: int
+) -> SearchResult:
+    """Call ``search(progress)`` under a progress bar (log lines printed above it)."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    bar = tqdm(total=steps, initial=start_step, unit="step", desc="search")
+
+    def progress(rec: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(train=f"{rec['train_loss']:.3f}", val=f"{rec['val_loss']:.3f}")
+
+    try:
+        with logging_redirect_tqdm():
+            return search(progress)
+    finally:
+        bar.close()
+
+
+def _files_digest(*halves: list[Path]) -> str:
+    """A digest of the image names of both halves (a resumed search must see the same
+    images)."""
+    import hashlib
+
+    text = "\n--\n".join("\n".join(p.name for p in half) for half in halves)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -8,17 +8,28 @@ plain function of what it needs, registered in :data:`CRITERIA` by name:
 name       needs         what it does
 =========  ============  ==================================================================
 l1         weights       score = L1 norm of the unit's producer filters (Li et al. 2017)
-uniform    weights       the same rate in every layer (a configuration); selection as l1
+uniform    weights       the same rate in every layer (a configuration, :func:`rate_config`);
+                         selection as l1
 thinet     features      greedy removal of the units whose removal least changes the consumer
                          output on sampled positions, then least-squares per-unit scales
                          (Luo et al. 2017)
 cp         features      LASSO on the per-unit contributions to the consumer output, then a
                          least-squares re-fit of the consumer weight (He et al. 2017)
-dcp        gradients     score = Frobenius norm of the gradient of reconstruction MSE + gamma x
-                         primal loss w.r.t. the unit's consumer weight slice (Zhuang et al. 2018)
+dcp        gradients     score of the gradient of reconstruction MSE + gamma x primal loss
+                         w.r.t. the unit's consumer weight slice (Zhuang et al. 2018)
 drc        gradients     the same with the dual regression term: MSE + gamma (primal + lambda
                          dual) (Guo et al. 2024)
 =========  ============  ==================================================================
+
+Gradient criteria score a unit ``j`` from the slice ``g = grad[:, j]`` (``O x kh x kw``) by one of
+:data:`GRADIENT_SCORES`: ``official`` (the default; the released DRC code,
+``channel_selection.py``): ``sum_o sqrt(sum_k g[o, k]^2)``, the sum over output channels of the
+per-filter gradient norms; ``dcp-paper`` (the DCP paper's Frobenius norm):
+``sqrt(sum_o sum_k g[o, k]^2)``.
+
+Without a configuration file, a channel rate ``r`` gives every searched layer of width ``C`` the
+width ``C - floor(C * r)`` (:func:`floor_config`, as the released code cuts ``floor(C * r)``
+channels); :func:`uniform_config` (multiples of 4) is the other rounding (:func:`rate_config`).
 
 Criteria are stateless: ``weights`` criteria take the :class:`SearchedLayer` and return one score
 per unit; ``gradients`` criteria take the accumulated gradient of the consumer weight and return
@@ -101,15 +112,60 @@ def round_to_multiple(value: float, multiple: int, low: int, high: int) -> int:
     return int(min(max(multiple * round(value / multiple), low), high))
 
 
-def uniform_config(widths: Sequence[int], rate: float, multiple: int = 4) -> list[int]:
-    """The "manually designed" configuration: every layer keeps ``(1 - rate)`` of its units.
-
-    ``rate`` is the fraction of units removed in each searched layer; each width is rounded to a
-    multiple of ``multiple`` and clipped to ``[min(multiple, width), width]``.
-    """
+def _check_rate(rate: float) -> None:
     if not 0.0 <= rate < 1.0:
         raise ConfigError(f"pruning rate must be in [0, 1), got {rate}")
+
+
+def uniform_config(widths: Sequence[int], rate: float, multiple: int = 4) -> list[int]:
+    """Every layer keeps ``(1 - rate)`` of its units, rounded to a multiple of ``multiple``.
+
+    ``rate`` is the fraction of units removed in each searched layer; each width is rounded to a
+    multiple of ``multiple`` and clipped to ``[min(multiple, width), width]``. This is the
+    ``multiple4`` rounding of :func:`rate_config` (not the default: see :func:`floor_config`).
+    """
+    _check_rate(rate)
     return [round_to_multiple(w * (1 - rate), multiple, min(multiple, w), w) for w in widths]
+
+
+def floor_config(widths: Sequence[int], rate: float) -> list[int]:
+    """Every layer of width ``C`` keeps ``C - floor(C * rate)`` units (the released code's rule).
+
+    The released DRC code removes ``math.floor(in_channels * pruning_rate)`` channels of a layer
+    when no configuration file is given (DCP/DRC, ``channel_selection.py``), and always for ThiNet
+    (``thinet_prune.py``) and LASSO/CP (``lasso_prune.py``); the same float expression is used
+    here, so e.g. ``C = 10, rate = 0.3`` removes 3 and ``C = 4, rate = 0.5`` keeps 2. At least one
+    unit is always kept (``floor(C * rate) < C`` for ``rate < 1``).
+    """
+    _check_rate(rate)
+    return [int(w) - math.floor(w * rate) for w in widths]
+
+
+#: How a channel rate becomes a configuration: ``floor`` (released code, the default) or
+#: ``multiple4`` (:func:`uniform_config`).
+RATE_ROUNDINGS: dict[str, Callable[[Sequence[int], float], list[int]]] = {
+    "floor": floor_config,
+    "multiple4": uniform_config,
+}
+DEFAULT_RATE_ROUNDING = "floor"
+
+
+def rate_config(
+    widths: Sequence[int], rate: float, rounding: str = DEFAULT_RATE_ROUNDING
+) -> list[int]:
+    """The configuration of a channel ``rate`` (the same in every layer), by ``rounding``.
+
+    ``floor`` (default): ``C - floor(C * rate)`` per layer (:func:`floor_config`); ``multiple4``:
+    ``C * (1 - rate)`` rounded to a multiple of 4 within ``[min(4, C), C]``
+    (:func:`uniform_config`).
+    """
+    try:
+        fn = RATE_ROUNDINGS[rounding]
+    except KeyError:
+        raise ConfigError(
+            f"unknown rate rounding {rounding!r}; choose from: {', '.join(RATE_ROUNDINGS)}"
+        ) from None
+    return fn(widths, rate)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,8 +192,47 @@ def l1_scores(
 # Gradient criteria (DCP, DRC)
 # ----------------------------------------------------------------------------------------------
 def gradient_norm_scores(grad: torch.Tensor) -> torch.Tensor:
-    """Frobenius norm of each input slice ``grad[:, j]`` of a consumer-weight gradient."""
+    """Frobenius norm of each input slice ``grad[:, j]`` of a consumer-weight gradient.
+
+    The DCP paper's score (``dcp-paper``): ``sqrt(sum_{o, k} grad[o, j, k]^2)``.
+    """
     return grad.detach().double().pow(2).sum(dim=(0, 2, 3)).sqrt()
+
+
+def summed_gradient_norm_scores(grad: torch.Tensor) -> torch.Tensor:
+    """Sum over output channels of the gradient norm of each filter slice ``grad[o, j]``.
+
+    The released DRC code's score (``official``; ``channel_selection.py``,
+    ``find_most_violated``): ``sum_o sqrt(sum_k grad[o, j, k]^2)``. It is at least the Frobenius
+    norm of the slice and at most ``sqrt(O)`` times it.
+    """
+    return grad.detach().double().pow(2).sum(dim=(2, 3)).sqrt().sum(0)
+
+
+#: The scores of a unit from its consumer-weight gradient slice, by name (``--score``).
+GRADIENT_SCORES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "official": summed_gradient_norm_scores,
+    "dcp-paper": gradient_norm_scores,
+}
+DEFAULT_SCORE = "official"
+
+
+def check_score(score: str) -> str:
+    """``score`` if it names a gradient score, else ConfigError listing the valid names."""
+    if score not in GRADIENT_SCORES:
+        raise ConfigError(
+            f"unknown gradient score {score!r}; choose from: {', '.join(GRADIENT_SCORES)}"
+        )
+    return score
+
+
+def gradient_scores(grad: torch.Tensor, score: str = DEFAULT_SCORE) -> torch.Tensor:
+    """One score per input unit of a consumer-weight gradient, by the rule ``score``.
+
+    ``official`` (default): :func:`summed_gradient_norm_scores`; ``dcp-paper``:
+    :func:`gradient_norm_scores`. Float64.
+    """
+    return GRADIENT_SCORES[check_score(score)](grad)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,12 +367,14 @@ class Criterion:
     Attributes:
         name: the ``--method`` value.
         needs: what the function takes: ``weights`` (a SearchedLayer -> scores), ``gradients``
-            (the accumulated consumer-weight gradient -> scores) or ``features``
+            (the accumulated consumer-weight gradient and, as the keyword ``score``, the name of
+            a :data:`GRADIENT_SCORES` rule -> scores) or ``features``
             (FeatureStats, n_keep -> Selection).
         fn: the function.
         description: one line for ``--help`` and the docs.
         dual: gradient criteria only: the loss includes the dual regression term.
-        configure: for configuration criteria (``uniform``): widths, rate -> channel config.
+        configure: for configuration criteria (``uniform``): widths, rate -> channel config
+            (:func:`rate_config`, whose ``rounding`` defaults to ``floor``).
     """
 
     name: str
@@ -315,7 +412,7 @@ register_criterion(
     Criterion(
         "drc",
         "gradients",
-        gradient_norm_scores,
+        gradient_scores,
         "dual regression channel pruning: greedy by gradient norm of MSE + gamma (primal + "
         "lambda dual)",
         dual=True,
@@ -325,7 +422,7 @@ register_criterion(
     Criterion(
         "dcp",
         "gradients",
-        gradient_norm_scores,
+        gradient_scores,
         "discrimination-aware channel pruning: greedy by gradient norm of MSE + gamma primal",
     )
 )
@@ -353,7 +450,8 @@ register_criterion(
         "uniform",
         "weights",
         l1_scores,
-        "the same rate in every layer (multiples of 4), selection by l1 (no data needed)",
-        configure=uniform_config,
+        "the same rate in every layer (C - floor(C rate) channels kept), selection by l1 (no "
+        "data needed)",
+        configure=rate_config,
     )
 )

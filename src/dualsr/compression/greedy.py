@@ -7,9 +7,13 @@ Per layer, as in DCP (Zhuang et al. 2018) and the DRC paper (PAPER_FACTS.md, "St
 2. accumulate, over the pruning data, the gradient w.r.t. ``W`` of
    ``MSE(original consumer output, pruned consumer output) + gamma * (primal + lambda * dual)``
    (:class:`LayerObjective`);
-3. score every unselected unit ``j`` by the Frobenius norm of ``grad[:, j]``; select the best
-   (``channels_per_pass`` of them) and warm-start their slices from the pretrained weights;
-4. one epoch of SGD on the selected slices (Nesterov, momentum 0.9, lr 5e-5);
+3. score every unselected unit ``j`` from ``grad[:, j]`` (``options.score``: ``official``, the
+   released code's ``sum_o ||grad[o, j]||``, by default; ``dcp-paper``, the DCP paper's
+   Frobenius norm ``||grad[:, j]||``; :data:`~dualsr.compression.criteria.GRADIENT_SCORES`);
+   select the best (``channels_per_pass`` of them) and warm-start their slices from the
+   pretrained weights;
+4. one epoch of SGD on the selected slices and, by default (``options.local_bias``, as in the
+   released code), the consumer's bias (Nesterov, momentum 0.9, lr 5e-5; the bias unmasked);
 5. repeat until the layer holds its configured number of units.
 
 Two variants share steps 1, 3 and 5 and differ in where the gradients of steps 2 and 4 come from:
@@ -20,7 +24,9 @@ epoch over the data (with ``channels_per_pass=1``, the paper's loop: two passes 
 ``greedy="moments"`` (the default) gives the same steps without most passes. The layer's input
 does not depend on ``W``, so the reconstruction term is a quadratic in ``W`` whose gradient is
 exactly ``scale * (W G - C)`` with ``G`` the second moment of the input patches and ``C`` their
-cross moment with the original outputs (:class:`LayerMoments`, one truncated pass per layer).
+cross moment with the original outputs (:class:`LayerMoments`, one truncated pass per layer;
+first moments make the bias's gradient and its effect on ``W``'s exact too). The score is a
+function of the accumulated gradient only, so both scores apply to this variant unchanged.
 Scoring and every local-SGD step then use that exact gradient plus the SR term's per-batch
 gradient from a real pass (made once per layer, or every ``refresh`` steps); a real local-SGD
 epoch on the whole loss (``final_epochs``) ends the layer. With ``gamma = 0`` this reproduces the
@@ -35,7 +41,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import torch
@@ -44,7 +50,7 @@ from torch import nn
 
 from ..losses import DualRegressionLoss
 from ..models.drn import DRN, DualModels
-from .criteria import Criterion, top_units
+from .criteria import DEFAULT_SCORE, Criterion, top_units
 from .layers import SearchedLayer
 
 Pyramid = Sequence[torch.Tensor]
@@ -77,6 +83,10 @@ class GreedyOptions(Protocol):
     def refresh(self) -> int | None: ...
     @property
     def final_epochs(self) -> int: ...
+    @property
+    def score(self) -> str: ...
+    @property
+    def local_bias(self) -> bool: ...
 
 
 @dataclass
@@ -205,7 +215,26 @@ def accumulate_gradient(
     assert weight.grad is not None
     grad = weight.grad.detach().clone()
     weight.grad = None
+    if objective.layer.consumer.bias is not None:
+        objective.layer.consumer.bias.grad = None
     return grad, recon / len(batches)
+
+
+@contextlib.contextmanager
+def _trainable_bias(conv: nn.Conv2d, enabled: bool) -> Iterator[torch.Tensor | None]:
+    """Yield ``conv``'s bias made trainable (None when ``enabled`` is false or there is none);
+    afterwards its former ``requires_grad`` is restored and its gradient cleared."""
+    bias = conv.bias if enabled else None
+    if bias is None:
+        yield None
+        return
+    before = bias.requires_grad
+    bias.requires_grad_(True)
+    try:
+        yield bias
+    finally:
+        bias.requires_grad_(before)
+        bias.grad = None
 
 
 def local_sgd(
@@ -215,42 +244,61 @@ def local_sgd(
     selected: torch.Tensor,
     epochs: int = 1,
     lr: float = LOCAL_LR,
+    bias: bool = True,
 ) -> float:
-    """SGD (Nesterov, momentum 0.9) on the selected slices of the consumer weight.
+    """SGD (Nesterov, momentum 0.9) on the selected slices of the consumer weight and its bias.
 
-    Unselected slices get no update (their gradient is masked), so they stay zero. Returns the
+    Unselected slices get no update (their gradient is masked), so they stay zero. With ``bias``
+    (the released code's local SGD) the consumer's bias, if it has one, is updated too, with the
+    same learning rate and no mask; ``bias=False`` leaves it at its pretrained value. Returns the
     mean reconstruction MSE of the last epoch.
     """
     weight = objective.layer.consumer.weight
     mask = selected.to(weight.dtype).view(1, -1, 1, 1)
-    opt = torch.optim.SGD([weight], lr=lr, momentum=LOCAL_MOMENTUM, nesterov=True)
     recon = math.nan
-    for _ in range(epochs):
-        total = 0.0
-        for pyramid, target in zip(batches, targets, strict=True):
-            opt.zero_grad(set_to_none=True)
-            loss, mse = objective(pyramid, target)
-            loss.backward()
-            weight.grad.mul_(mask)
-            opt.step()
-            total += mse
-        recon = total / len(batches)
+    with _trainable_bias(objective.layer.consumer, bias) as b:
+        params = [weight] if b is None else [weight, b]
+        opt = torch.optim.SGD(params, lr=lr, momentum=LOCAL_MOMENTUM, nesterov=True)
+        for _ in range(epochs):
+            total = 0.0
+            for pyramid, target in zip(batches, targets, strict=True):
+                opt.zero_grad(set_to_none=True)
+                loss, mse = objective(pyramid, target)
+                loss.backward()
+                weight.grad.mul_(mask)
+                opt.step()
+                total += mse
+            recon = total / len(batches)
     weight.grad = None
     return recon
 
 
 def batch_gradients(
-    objective: LayerObjective, batches: Sequence[Pyramid], targets: Sequence[torch.Tensor]
+    objective: LayerObjective,
+    batches: Sequence[Pyramid],
+    targets: Sequence[torch.Tensor],
+    bias_grads: list[torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
-    """d loss / d consumer weight on each batch separately (one gradient pass)."""
-    weight = objective.layer.consumer.weight
+    """d loss / d consumer weight on each batch separately (one gradient pass).
+
+    When ``bias_grads`` is a list (and the consumer has a bias), the same pass appends
+    d loss / d consumer bias of each batch to it.
+    """
+    conv = objective.layer.consumer
+    weight = conv.weight
     grads = []
-    for pyramid, target in zip(batches, targets, strict=True):
-        weight.grad = None
-        loss, _ = objective(pyramid, target)
-        loss.backward()
-        assert weight.grad is not None
-        grads.append(weight.grad.detach().clone())
+    with _trainable_bias(conv, bias_grads is not None) as bias:
+        for pyramid, target in zip(batches, targets, strict=True):
+            weight.grad = None
+            if bias is not None:
+                bias.grad = None
+            loss, _ = objective(pyramid, target)
+            loss.backward()
+            assert weight.grad is not None
+            grads.append(weight.grad.detach().clone())
+            if bias is not None and bias_grads is not None:
+                assert bias.grad is not None
+                bias_grads.append(bias.grad.detach().clone())
     weight.grad = None
     return grads
 
@@ -260,36 +308,82 @@ def batch_gradients(
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class LayerMoments:
-    """Second moments of one layer's consumer inputs, for exact re-scoring without data passes.
+    """Moments of one layer's consumer inputs, for exact re-scoring without data passes.
 
     With ``P_b`` the consumer's input patches of batch ``b`` (one row per output position, one
-    column per weight entry, ``D = C*kh*kw``) and ``R_b`` the original outputs minus the bias:
-    ``gram[b] = P_b^T P_b`` (D x D), ``cross[b] = R_b^T P_b`` (O x D), ``sq[b] = |R_b|^2`` and
-    ``scale[b] = 2 / (output elements)``. For a consumer weight ``W`` (``O x D``), the gradient
-    of ``MSE(pruned output, original output)`` on batch ``b`` is exactly
-    ``scale[b] (W gram[b] - cross[b])``, and the MSE is
-    ``scale[b] / 2 (sq - 2 <W, cross> + <W gram, W>)``, because the layer's input does not depend
-    on its own weight.
+    column per weight entry, ``D = C*kh*kw``) and ``R_b`` the original outputs minus the bias
+    ``bias`` the consumer had when the moments were collected: ``gram[b] = P_b^T P_b`` (D x D),
+    ``cross[b] = R_b^T P_b`` (O x D), ``sq[b] = |R_b|^2``, ``scale[b] = 2 / (output elements)``,
+    and the first moments ``patch_sum[b]`` (D, the column sums of ``P_b``), ``target_sum[b]``
+    (O, of ``R_b``) and ``count[b]`` (rows). For a consumer weight ``W`` (``O x D``) and a bias
+    ``bias + delta``, the gradients of ``MSE(pruned output, original output)`` on batch ``b`` are
+    exactly ``scale (W gram - cross + delta patch_sum^T)`` (weight) and
+    ``scale (W patch_sum + count delta - target_sum)`` (bias), and the MSE is
+    ``scale / 2 (sq - 2 <W, cross> + <W gram, W> + count |delta|^2 + 2 delta.(W patch_sum)
+    - 2 delta.target_sum)``, because the layer's input does not depend on its own parameters.
     """
 
     gram: list[torch.Tensor]
     cross: list[torch.Tensor]
     sq: list[float]
     scale: list[float]
+    patch_sum: list[torch.Tensor] = field(default_factory=list)
+    target_sum: list[torch.Tensor] = field(default_factory=list)
+    count: list[int] = field(default_factory=list)
+    bias: torch.Tensor | None = None
 
-    def gradient(self, weight: torch.Tensor, batch: int | None = None) -> torch.Tensor:
-        """The exact MSE gradient for ``weight`` (O x D) on one batch, or summed over all."""
+    def _delta(self, bias: torch.Tensor | None) -> torch.Tensor | None:
+        """``bias`` minus the collection-time bias (float64), None when there is no change."""
+        if bias is None or self.bias is None:
+            return None
+        return bias.detach().to(self.gram[0].dtype) - self.bias.to(self.gram[0].dtype)
+
+    def gradient(
+        self, weight: torch.Tensor, batch: int | None = None, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The exact MSE gradient for ``weight`` (O x D) and ``bias`` (default: the consumer's
+        bias at collection time) on one batch, or summed over all."""
         w = weight.detach().flatten(1).to(self.gram[0].dtype)
+        delta = self._delta(bias)
         parts = range(len(self.gram)) if batch is None else [batch]
-        g = sum(self.scale[b] * (w @ self.gram[b] - self.cross[b]) for b in parts)
-        return g.to(weight.dtype).view_as(weight)  # type: ignore[union-attr]
+        g = torch.zeros_like(w)
+        for b in parts:
+            gb = w @ self.gram[b] - self.cross[b]
+            if delta is not None:
+                gb = gb + torch.outer(delta, self.patch_sum[b])
+            g += self.scale[b] * gb
+        return g.to(weight.dtype).view_as(weight)
 
-    def mse(self, weight: torch.Tensor) -> float:
-        """The mean (over batches) reconstruction MSE for ``weight``."""
+    def bias_gradient(
+        self, weight: torch.Tensor, bias: torch.Tensor, batch: int | None = None
+    ) -> torch.Tensor:
+        """The exact MSE gradient w.r.t. the consumer's bias, on one batch or summed over all."""
+        if self.bias is None:
+            raise ValueError("these moments were collected for a consumer without a bias")
         w = weight.detach().flatten(1).to(self.gram[0].dtype)
+        delta = self._delta(bias)
+        assert delta is not None
+        parts = range(len(self.gram)) if batch is None else [batch]
+        g = torch.zeros_like(delta)
+        for b in parts:
+            residual = w @ self.patch_sum[b] + self.count[b] * delta - self.target_sum[b]
+            g += self.scale[b] * residual
+        return g.to(bias.dtype)
+
+    def mse(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> float:
+        """The mean (over batches) reconstruction MSE for ``weight`` and ``bias`` (default: the
+        collection-time bias)."""
+        w = weight.detach().flatten(1).to(self.gram[0].dtype)
+        delta = self._delta(bias)
         total = 0.0
-        for gram, cross, sq, scale in zip(self.gram, self.cross, self.sq, self.scale, strict=True):
-            total += scale / 2 * (sq - 2 * float((w * cross).sum()) + float((w @ gram * w).sum()))
+        for b in range(len(self.gram)):
+            gram, cross, sq, scale = self.gram[b], self.cross[b], self.sq[b], self.scale[b]
+            value = sq - 2 * float((w * cross).sum()) + float((w @ gram * w).sum())
+            if delta is not None:
+                value += self.count[b] * float(delta @ delta)
+                value += 2 * float(delta @ (w @ self.patch_sum[b]))
+                value -= 2 * float(delta @ self.target_sum[b])
+            total += scale / 2 * value
         return total / len(self.gram)
 
 
@@ -301,7 +395,9 @@ def collect_moments(
 ) -> LayerMoments:
     """The :class:`LayerMoments` of ``layer`` in ``model`` (one forward pass, truncated there)."""
     conv = layer.consumer
-    grams, crosses, sqs, scales = [], [], [], []
+    moments = LayerMoments([], [], [], [])
+    if conv.bias is not None:
+        moments.bias = conv.bias.detach().double().clone()
     inputs = consumer_inputs(model, conv, batches)
     with torch.no_grad():
         for x, y in zip(inputs, teacher_outputs, strict=True):
@@ -309,39 +405,57 @@ def collect_moments(
             d = conv.weight[0].numel()
             gram = torch.zeros(d, d, dtype=torch.float64, device=x.device)
             cross = torch.zeros(r.shape[1], d, dtype=torch.float64, device=x.device)
+            patch_sum = torch.zeros(d, dtype=torch.float64, device=x.device)
+            count = 0
             for i in range(x.shape[0]):  # one image at a time bounds the unfold's memory
                 p = F.unfold(
                     x[i : i + 1], conv.kernel_size, conv.dilation, conv.padding, conv.stride
                 )[0]
                 gram += (p @ p.T).double()
                 cross += (r[i].flatten(1) @ p.T).double()
-            grams.append(gram)
-            crosses.append(cross)
-            sqs.append(float(r.double().pow(2).sum()))
-            scales.append(2.0 / y.numel())
-    return LayerMoments(grams, crosses, sqs, scales)
+                patch_sum += p.double().sum(1)
+                count += p.shape[1]
+            moments.gram.append(gram)
+            moments.cross.append(cross)
+            moments.sq.append(float(r.double().pow(2).sum()))
+            moments.scale.append(2.0 / y.numel())
+            moments.patch_sum.append(patch_sum)
+            moments.target_sum.append(r.double().sum(dim=(0, 2, 3)))
+            moments.count.append(count)
+    return moments
 
 
 def _moments_sgd(
     weight: torch.Tensor,
+    bias: torch.Tensor | None,
     moments: LayerMoments,
     sr_grads: Sequence[torch.Tensor] | None,
+    sr_bias_grads: Sequence[torch.Tensor] | None,
     selected: torch.Tensor,
     epochs: int,
     lr: float,
 ) -> None:
     """:func:`local_sgd` without data passes: per batch, the moments' exact MSE gradient plus the
-    held SR gradient (``sr_grads``, None for none), masked to the selected slices."""
+    held SR gradient (``sr_grads``, None for none), masked to the selected slices; the same for
+    ``bias`` (None: not updated), unmasked, with ``sr_bias_grads``."""
     mask = selected.to(weight.dtype).view(1, -1, 1, 1)
-    opt = torch.optim.SGD([weight], lr=lr, momentum=LOCAL_MOMENTUM, nesterov=True)
+    params = [weight] if bias is None else [weight, bias]
+    opt = torch.optim.SGD(params, lr=lr, momentum=LOCAL_MOMENTUM, nesterov=True)
     for _ in range(epochs):
         for b in range(len(moments.gram)):
-            g = moments.gradient(weight, b)
+            g = moments.gradient(weight, b, bias)
             if sr_grads is not None:
                 g = g + sr_grads[b]
+            if bias is not None:
+                gb = moments.bias_gradient(weight, bias, b)
+                if sr_bias_grads:
+                    gb = gb + sr_bias_grads[b]
+                bias.grad = gb
             weight.grad = g * mask
             opt.step()
     weight.grad = None
+    if bias is not None:
+        bias.grad = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -373,10 +487,12 @@ def _select_step(
     criterion: Criterion,
     n_keep: int,
     per_step: int,
+    score: str = DEFAULT_SCORE,
 ) -> None:
-    """One selection step: score the units by ``grad``, add the best ``per_step`` unselected ones
-    (no more than ``n_keep`` in all) to ``selected`` and warm-start their slices of ``weight``."""
-    scores = criterion(grad).to("cpu", torch.float64)
+    """One selection step: score the units by ``grad`` (with the rule ``score``), add the best
+    ``per_step`` unselected ones (no more than ``n_keep`` in all) to ``selected`` and warm-start
+    their slices of ``weight``."""
+    scores = criterion(grad, score=score).to("cpu", torch.float64)
     scores[selected.cpu()] = -math.inf
     step = min(per_step, n_keep - int(selected.sum()))
     new = top_units(scores, step)
@@ -406,11 +522,24 @@ def _greedy_layer(
             grad, cost.loss = accumulate_gradient(objective, batches, targets)
             cost.gradient_passes += 1
             _select_step(
-                weight, selected, grad, pretrained, criterion, n_keep, options.channels_per_pass
+                weight,
+                selected,
+                grad,
+                pretrained,
+                criterion,
+                n_keep,
+                options.channels_per_pass,
+                options.score,
             )
             if options.local_epochs > 0:
                 cost.loss = local_sgd(
-                    objective, batches, targets, selected, options.local_epochs, options.local_lr
+                    objective,
+                    batches,
+                    targets,
+                    selected,
+                    options.local_epochs,
+                    options.local_lr,
+                    options.local_bias,
                 )
                 cost.local_passes += options.local_epochs
     return _kept(selected)
@@ -435,31 +564,56 @@ def _moments_layer(
     selection steps (once per layer by default). ``options.final_epochs`` real epochs of local
     SGD on the whole loss end the layer.
     """
-    weight = full_objective.layer.consumer.weight
+    conv = full_objective.layer.consumer
+    weight = conv.weight
+    bias = conv.bias if options.local_bias else None
     sr_grads: list[torch.Tensor] | None = None
+    sr_bias_grads: list[torch.Tensor] | None = None
     since_refresh = 0
     with _empty_selection(weight) as selected:
         while int(selected.sum()) < n_keep:
             stale = options.refresh is not None and since_refresh >= options.refresh
             if sr_objective is not None and (sr_grads is None or stale):
-                sr_grads = batch_gradients(sr_objective, batches, targets)
+                sr_bias_grads = [] if bias is not None else None
+                sr_grads = batch_gradients(sr_objective, batches, targets, sr_bias_grads)
                 cost.gradient_passes += 1
                 since_refresh = 0
-            grad = moments.gradient(weight)
+            grad = moments.gradient(weight, bias=conv.bias)
             if sr_grads is not None:
                 grad = grad + sum(sr_grads)
             _select_step(
-                weight, selected, grad, pretrained, criterion, n_keep, options.channels_per_pass
+                weight,
+                selected,
+                grad,
+                pretrained,
+                criterion,
+                n_keep,
+                options.channels_per_pass,
+                options.score,
             )
             if options.local_epochs > 0:
-                _moments_sgd(
-                    weight, moments, sr_grads, selected, options.local_epochs, options.local_lr
-                )
+                with torch.no_grad():
+                    _moments_sgd(
+                        weight,
+                        bias,
+                        moments,
+                        sr_grads,
+                        sr_bias_grads,
+                        selected,
+                        options.local_epochs,
+                        options.local_lr,
+                    )
             since_refresh += 1
-        cost.loss = moments.mse(weight)
+        cost.loss = moments.mse(weight, conv.bias)
         if options.final_epochs > 0:
             cost.loss = local_sgd(
-                full_objective, batches, targets, selected, options.final_epochs, options.local_lr
+                full_objective,
+                batches,
+                targets,
+                selected,
+                options.final_epochs,
+                options.local_lr,
+                options.local_bias,
             )
             cost.local_passes += options.final_epochs
     return _kept(selected)

@@ -38,7 +38,13 @@ from torch import nn
 
 from ..errors import ConfigError, DualSRError
 from ..models.drn import DRN, DualModels
-from .criteria import FeatureStats, get_criterion, top_units
+from .criteria import (
+    DEFAULT_SCORE,
+    FeatureStats,
+    check_score,
+    get_criterion,
+    top_units,
+)
 from .greedy import (
     DEFAULT_CHANNELS_PER_PASS,
     DEFAULT_GREEDY,
@@ -62,6 +68,7 @@ __all__ = [
     "DEFAULT_CHANNELS_PER_PASS",
     "DEFAULT_FEATURE_SAMPLES",
     "DEFAULT_GREEDY",
+    "DEFAULT_SCORE",
     "LOCAL_LR",
     "LOCAL_MOMENTUM",
     "LayerMoments",
@@ -302,9 +309,12 @@ class PruneOptions:
     final_epochs: int = 1
     feature_samples: int = DEFAULT_FEATURE_SAMPLES
     seed: int = 0
+    score: str = DEFAULT_SCORE
+    local_bias: bool = True
 
     def check(self) -> None:
         """ConfigError for an out-of-range value."""
+        check_score(self.score)
         if self.greedy not in ("moments", "passes"):
             raise ConfigError(f"greedy must be 'moments' or 'passes', got {self.greedy!r}")
         if self.channels_per_pass < 1:
@@ -426,6 +436,8 @@ def prune_model(
     final_epochs: int = 1,
     feature_samples: int = DEFAULT_FEATURE_SAMPLES,
     seed: int = 0,
+    score: str = DEFAULT_SCORE,
+    local_bias: bool = True,
     progress: Callable[[LayerReport], None] | None = None,
 ) -> PruneResult:
     """Prune ``model`` to ``channel_config`` and return the slimmed, width-configured DRN.
@@ -454,6 +466,12 @@ def prune_model(
             each layer.
         feature_samples: positions sampled per layer by ``thinet`` and ``cp``.
         seed: seed of the position sampling.
+        score: ``drc``/``dcp``: how a unit is scored from its consumer-weight gradient slice
+            ``g = grad[:, j]``. ``"official"`` (default, the released code):
+            ``sum_o ||g[o]||``; ``"dcp-paper"``: the Frobenius norm ``||g||``
+            (:data:`dualsr.compression.criteria.GRADIENT_SCORES`).
+        local_bias: ``drc``/``dcp``: the local SGD also updates the consumer's bias (default,
+            as the released code does); False keeps the pretrained bias.
         progress: called with a :class:`LayerReport` after each layer.
 
     Returns:
@@ -472,6 +490,8 @@ def prune_model(
         final_epochs=final_epochs,
         feature_samples=feature_samples,
         seed=seed,
+        score=score,
+        local_bias=local_bias,
     )
     result = prune_masked(model, duals, channel_config, batches, options, progress)
     pruned = slim(result.model, result.keep).requires_grad_(True).train(model.training)

@@ -30,20 +30,25 @@ expected widths scaled and rounded to meet it (:func:`dualsr.compression.budget.
 :func:`search_channels` works on any iterables of pyramid batches; :func:`make_search_data` builds
 them from image folders for ``dualsr search``.
 :meth:`SearchResult.save` writes the result files; the options of a run are
-:class:`dualsr.compression.search_config.SearchOptions`.
+:class:`dualsr.compression.search_config.SearchOptions`. With ``checkpoints``
+(:class:`dualsr.compression.search_state.SearchCheckpoints`) the search saves its state
+periodically, on SIGINT/SIGTERM (then stops) and after an error; ``resume`` continues from such a
+state with the same numbers as an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import logging
 import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +69,10 @@ from .budget import (
 )
 from .layers import ChannelMasks, SearchedLayer, searched_layers
 
+if TYPE_CHECKING:
+    from .search_state import SearchCheckpoints, SearchState
+
+log = logging.getLogger("dualsr.search")
 PAPER_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 ALPHA_INIT_STD = 1e-3  # logits start near uniform: 1e-3 * N(0, 1), as in the release
 ALPHA_BETAS = (0.5, 0.999)  # the DARTS convention for the architecture Adam
@@ -314,7 +323,10 @@ class SearchResult:
     ``channel_config`` is the final configuration (official order): ``argmax_config`` when no
     budget was given, else the budget fit. ``params``/``macs`` are its exact costs (MACs at LR
     input ``input_hw``). ``model``/``duals`` hold the weights trained during the search (full
-    width; not serialised by :meth:`to_dict`).
+    width; not serialised by :meth:`to_dict`). ``stop_reason`` (``"SIGINT"``, ``"SIGTERM"``,
+    ``"callback"``) says the search stopped early, after ``len(history)`` of ``steps`` steps (the
+    configuration is then that of the logits so far); ``checkpoint`` is the newest checkpoint
+    the call wrote.
     """
 
     channel_config: list[int]
@@ -338,6 +350,13 @@ class SearchResult:
     seconds: float = 0.0
     model: DRN | None = field(default=None, repr=False)
     duals: DualModels | None = field(default=None, repr=False)
+    stop_reason: str | None = None
+    checkpoint: Path | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True when every step ran (not stopped early)."""
+        return self.stop_reason is None
 
     def to_dict(self) -> dict:
         """A JSON-serialisable summary (everything but the weights)."""
@@ -443,8 +462,14 @@ class SearchFiles:
     weights: Path | None = None
 
 
-def _cycle(batches: Iterable, name: str) -> Iterator:
-    """Iterate ``batches`` forever, restarting it when exhausted."""
+def _cycle(batches: Iterable, name: str, start: int = 0) -> Iterator:
+    """Iterate ``batches`` forever, restarting it when exhausted.
+
+    A sequence (list, tuple) starts at position ``start`` modulo its length (where a run that
+    did ``start`` steps is); any other iterable must itself begin there.
+    """
+    if start and isinstance(batches, Sequence) and len(batches):
+        yield from batches[start % len(batches) :]
     while True:
         empty = True
         for batch in batches:
@@ -481,7 +506,9 @@ def search_channels(
     input_hw: tuple[int, int] | None = None,
     loss: LossFn | None = None,
     seed: int = 0,
-    progress: Callable[[dict], None] | None = None,
+    progress: Callable[[dict], bool | None] | None = None,
+    checkpoints: SearchCheckpoints | None = None,
+    resume: SearchState | None = None,
 ) -> SearchResult:
     """Search the width of every searched layer of ``model`` (DRC stage 1).
 
@@ -506,7 +533,20 @@ def search_channels(
         loss: ``loss(outputs, targets, dual_outputs)`` -> LossTerms or a scalar; default
             :class:`DualRegressionLoss` (lambda 0.1).
         seed: seeds the logit initialisation.
-        progress: called after every step with that step's history record.
+        progress: called after every step with that step's history record; returning True stops
+            the search (after a checkpoint, with ``checkpoints``; ``result.stop_reason`` is
+            ``"callback"``).
+        checkpoints: where and when to save the search state
+            (:class:`~dualsr.compression.search_state.SearchCheckpoints`): every ``every`` steps
+            or seconds and after the last step; on the first SIGINT/SIGTERM the current step is
+            finished, saved, and the search returns with ``stop_reason`` set (a second SIGINT
+            raises KeyboardInterrupt at once); after an error the last completed step is saved
+            and the error re-raised. None: no checkpoints, signals untouched.
+        resume: a saved state (:func:`~dualsr.compression.search_state.load_search_checkpoint`)
+            to continue from; ``model`` and ``duals`` are then the checkpoint's, and the other
+            arguments must be those of the interrupted run. Batch lists are cycled from the
+            saved step; other iterables must begin there (:func:`make_search_data` with
+            ``start_step``). The result equals that of an uninterrupted run.
     """
     start = time.perf_counter()
     rate = check_rate(target_rate)
@@ -542,14 +582,20 @@ def search_channels(
 
     layers = searched_layers(model)
     candidates = [candidate_widths(layer.width, rate, ratios, multiple) for layer in layers]
-    gen = torch.Generator().manual_seed(seed)
-    alphas = [
-        (ALPHA_INIT_STD * torch.randn(len(ratios), generator=gen, dtype=torch.float64))
-        .to(device=device, dtype=dtype)
-        .requires_grad_(True)
-        for _ in layers
-    ]
-    history: list[dict] = []
+    if resume is None:
+        gen = torch.Generator().manual_seed(seed)
+        alphas = [
+            (ALPHA_INIT_STD * torch.randn(len(ratios), generator=gen, dtype=torch.float64))
+            .to(device=device, dtype=dtype)
+            .requires_grad_(True)
+            for _ in layers
+        ]
+    else:
+        _check_resume(resume, steps, len(layers), len(ratios))
+        alphas = [
+            a.detach().to(device=device, dtype=dtype).clone().requires_grad_(True)
+            for a in resume.alphas
+        ]
     with SearchObjective(model, duals, candidates, loss_fn) as objective:
         weights = objective.weights
         w_opt = torch.optim.Adam(weights, lr=weight_lr)
@@ -559,8 +605,13 @@ def search_channels(
         a_opt = torch.optim.Adam(
             alphas, lr=alpha_lr, betas=alpha_betas, weight_decay=alpha_weight_decay
         )
-        train_it, val_it = _cycle(train_batches, "train"), _cycle(val_batches, "validation")
-        for step in range(1, steps + 1):
+        run = _Run(model, duals, alphas, w_opt, a_opt, sched, steps, start)
+        if resume is not None:
+            run.restore(resume)
+        train_it = _cycle(train_batches, "train", run.done)
+        val_it = _cycle(val_batches, "validation", run.done)
+
+        def one_step(step: int) -> dict:
             tb = _to_device(next(train_it), device, dtype)
             vb = _to_device(next(val_it), device, dtype)
             lr_now = w_opt.param_groups[0]["lr"]
@@ -576,6 +627,7 @@ def search_channels(
                 xi=lr_now if xi is None else xi,
                 eps_scale=eps_scale,
             )
+            run.backup_alphas()  # from here on, an error rolls the logits back (see _Run)
             a_opt.zero_grad(set_to_none=True)
             for a, g in zip(alphas, g_alpha, strict=True):
                 a.grad = g.detach()
@@ -584,19 +636,21 @@ def search_channels(
             w_opt.zero_grad(set_to_none=True)
             train_loss = objective(weights, [a.detach() for a in alphas], tb)
             train_loss.backward()
+            run.updating = True  # no error can be undone from here to the end of the step
+            run.backup = None
             w_opt.step()
             sched.step()
-            record = {
+            return {
                 "step": step,
                 "steps": steps,
                 "train_loss": float(train_loss.detach()),
                 "val_loss": val_loss,
                 "weight_lr": lr_now,
             }
-            history.append(record)
-            if progress is not None:
-                progress(record)
 
+        stop_reason = _run_steps(run, one_step, progress, checkpoints)
+
+    history = run.history
     probs = [F.softmax(a.detach().double(), dim=-1).cpu() for a in alphas]
     argmax = [c[int(p.argmax())] for p, c in zip(probs, candidates, strict=True)]
     exp_widths = expected_widths(probs, candidates)
@@ -626,10 +680,198 @@ def search_channels(
         history=history,
         budget=budget,
         budget_fit=fit,
-        seconds=time.perf_counter() - start,
+        seconds=run.seconds(),
         model=model.eval(),
         duals=duals.eval(),
+        stop_reason=stop_reason,
+        checkpoint=run.checkpoint,
     )
+
+
+class _Run:
+    """The mutable state of a search: what a checkpoint holds, and how far it is consistent.
+
+    A step first computes the logit gradient (nothing changes), then updates the logits, then
+    computes and applies the weight update. An error before the weight update is undone by
+    restoring the logits and their optimizer from :attr:`backup`, so the last completed step can
+    still be saved; an error during the weight update itself (``updating``) cannot be undone.
+    """
+
+    def __init__(
+        self,
+        model: DRN,
+        duals: DualModels,
+        alphas: list[torch.Tensor],
+        w_opt: torch.optim.Optimizer,
+        a_opt: torch.optim.Optimizer,
+        sched: torch.optim.lr_scheduler.LRScheduler,
+        steps: int,
+        start: float,
+    ) -> None:
+        self.model, self.duals, self.alphas = model, duals, alphas
+        self.w_opt, self.a_opt, self.sched = w_opt, a_opt, sched
+        self.steps = steps
+        self.start = start  # perf_counter() at the start of this call
+        self.seconds_before = 0.0  # spent before a resume
+        self.done = 0  # steps completed
+        self.history: list[dict] = []
+        self.saved_step: int | None = None  # the step of the newest checkpoint
+        self.checkpoint: Path | None = None  # the newest checkpoint written by this call
+        self.backup: tuple[list[torch.Tensor], dict] | None = None
+        self.updating = False
+
+    def seconds(self) -> float:
+        """Search time so far, over every resumed part."""
+        return self.seconds_before + time.perf_counter() - self.start
+
+    def restore(self, state: SearchState) -> None:
+        """Continue from ``state``: optimizers, schedule, step, history, time and RNG states."""
+        from ..training.state import restore_rng
+
+        self.w_opt.load_state_dict(state.optimizers["weights"])
+        self.a_opt.load_state_dict(state.optimizers["alphas"])
+        self.sched.load_state_dict(state.schedule)
+        self.done = self.saved_step = state.step
+        self.history = [dict(h) for h in state.history]
+        self.seconds_before = state.seconds
+        restore_rng(state.rng)
+
+    def state(self) -> SearchState:
+        """A snapshot of the state after :attr:`done` steps."""
+        from ..training.state import capture_rng
+        from .search_state import SearchState
+
+        return SearchState(
+            step=self.done,
+            steps=self.steps,
+            alphas=[a.detach() for a in self.alphas],
+            optimizers={"weights": self.w_opt.state_dict(), "alphas": self.a_opt.state_dict()},
+            schedule=self.sched.state_dict(),
+            history=self.history,
+            seconds=self.seconds(),
+            rng=capture_rng(),
+        )
+
+    def save(self, checkpoints: SearchCheckpoints) -> Path:
+        """Write a checkpoint of the completed steps."""
+        self.checkpoint = checkpoints.save(self.model, self.duals, self.state())
+        self.saved_step = self.done
+        return self.checkpoint
+
+    def backup_alphas(self) -> None:
+        """Remember the logits and their optimizer before they are updated."""
+        self.backup = (
+            [a.detach().clone() for a in self.alphas],
+            copy.deepcopy(self.a_opt.state_dict()),
+        )
+
+    def complete(self, record: dict) -> None:
+        """Count a finished step."""
+        self.history.append(record)
+        self.done = record["step"]
+        self.backup = None
+        self.updating = False
+
+    def roll_back(self) -> bool:
+        """Undo a step interrupted before its weight update; False if it cannot be undone."""
+        if self.updating:
+            return False
+        if self.backup is not None:
+            values, a_state = self.backup
+            with torch.no_grad():
+                for a, v in zip(self.alphas, values, strict=True):
+                    a.copy_(v)
+            self.a_opt.load_state_dict(a_state)
+            self.backup = None
+        return True
+
+
+def _run_steps(
+    run: _Run,
+    one_step: Callable[[int], dict],
+    progress: Callable[[dict], bool | None] | None,
+    checkpoints: SearchCheckpoints | None,
+) -> str | None:
+    """The steps from ``run.done`` to the end, or to a stop request (its reason is returned)."""
+    signals: Any = None
+    if checkpoints is not None:
+        from ..training.loop import StopSignals
+
+        signals = StopSignals()
+    try:
+        with signals if signals is not None else contextlib.nullcontext():
+            for step in range(run.done + 1, run.steps + 1):
+                run.complete(one_step(step))
+                wants_stop = progress is not None and bool(progress(run.history[-1]))
+                received = signals.received if signals is not None else None
+                reason = received or ("callback" if wants_stop else None)
+                if step == run.steps:  # a stop request after the last step: the search is done
+                    reason = None
+                if checkpoints is not None and (reason or checkpoints.due(step, run.steps)):
+                    run.save(checkpoints)
+                if reason:
+                    if checkpoints is not None:
+                        log.warning(
+                            "stopped at step %d of %d (%s): saved %s; continue with: %s",
+                            run.done,
+                            run.steps,
+                            reason,
+                            run.checkpoint,
+                            checkpoints.resume_command,
+                        )
+                    return reason
+    except BaseException as exc:
+        if checkpoints is not None:
+            _save_after_error(run, checkpoints, exc)
+        raise
+    return None
+
+
+def _save_after_error(run: _Run, checkpoints: SearchCheckpoints, exc: BaseException) -> None:
+    """After an error mid-search, save the steps completed since the last checkpoint."""
+    what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
+    if not run.roll_back():
+        if run.saved_step is not None:
+            log.error(
+                "%s during the weight update of step %d, which cannot be saved; the checkpoint "
+                "of step %d is kept; continue with: %s",
+                what,
+                run.done + 1,
+                run.saved_step,
+                checkpoints.resume_command,
+            )
+        return
+    if run.done == 0:
+        return
+    if run.saved_step == run.done:
+        saved = f"the checkpoint of step {run.done} is kept"
+    else:
+        try:
+            saved = f"saved {run.save(checkpoints)}"
+        except Exception as save_exc:  # e.g. the disk is full: say so, and report the first error
+            log.error("could not save a checkpoint after the error either: %s", save_exc)
+            return
+    log.error(
+        "%s at step %d: %s; continue with: %s", what, run.done, saved, checkpoints.resume_command
+    )
+
+
+def _check_resume(state: SearchState, steps: int, layers: int, ratios: int) -> None:
+    """ConfigError when ``state`` is not from a search with these steps, layers and ratios."""
+    if state.steps != steps:
+        raise ConfigError(
+            f"the saved search runs {state.steps} steps, this one {steps}: resume with the "
+            "same steps (or epochs and data)"
+        )
+    if not 0 <= state.step <= steps:
+        raise ConfigError(f"the saved search is at step {state.step} of {steps}")
+    shapes = [tuple(a.shape) for a in state.alphas]
+    if shapes != [(ratios,)] * layers:
+        raise ConfigError(
+            f"the saved logits ({len(shapes)} layers, {shapes[0][0] if shapes else 0} "
+            f"candidates) do not fit this model and ratios ({layers} layers, {ratios} "
+            "candidates)"
+        )
 
 
 def format_channel_config(config: Sequence[int]) -> str:
@@ -668,12 +910,14 @@ def make_search_data(
     batch_size: int,
     seed: int = 0,
     cache_dir: Path | None = None,
+    start_step: int = 0,
 ) -> SearchData:
     """Split the images of ``folders`` into weight/architecture halves and batch them.
 
     Uses the training data pipeline (:mod:`dualsr.data.dataset`): pyramids made once per image
     (kept in memory, or in ``cache_dir``), aligned random patches with flips and transpose.
-    An epoch is one pass over the weight half.
+    An epoch is one pass over the weight half. The batches depend only on ``(seed, step)``;
+    ``start_step`` begins at that step (to resume a search).
     """
     from ..data.dataset import PatchDataset, StepBatchSampler, build_store, find_images, make_loader
 
@@ -707,7 +951,7 @@ def make_search_data(
                 "warnings above); use a smaller --patch-size or larger images"
             ) from exc
         dataset = PatchDataset(store, scale, patch_size)
-        sampler = StepBatchSampler(len(store), batch_size, seed=seed + i)
+        sampler = StepBatchSampler(len(store), batch_size, seed=seed + i, start_step=start_step)
         loaders.append(make_loader(dataset, sampler))
         files.append([Path(n) for n in store.names])
         per_epoch = per_epoch or sampler.steps_per_epoch

@@ -33,6 +33,11 @@ from .search import PAPER_RATIOS, check_rate
 
 #: What a run needs besides the defaults (checked with ``complete=True``).
 REQUIRED = ("model", "data", "rate", "output")
+#: Checkpoint interval: every 5 minutes (a step count such as 50 is also accepted).
+DEFAULT_SAVE_EVERY = "5m"
+#: Options that ``--resume`` may change: they do not change the search's numbers (``device``
+#: may change the last bits).
+RESUME_MAY_CHANGE = ("output", "cache", "cache_dir", "device", "save_weights", "save_every")
 
 
 @dataclass
@@ -66,6 +71,7 @@ class SearchOptions:
     cache_dir: str | None = None  # default: $DUALSR_CACHE_DIR or ~/.cache/dualsr/pyramids
     device: Literal["auto", "cpu", "cuda"] = "auto"
     save_weights: bool = False
+    save_every: int | str = DEFAULT_SAVE_EVERY  # steps (50) or a duration (30s, 5m, 1h)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (YAML/JSON-serialisable), in field order."""
@@ -173,6 +179,75 @@ def apply_overrides(
     return SearchOptions.from_dict({**options.to_dict(), **_given(overrides)}, complete=complete)
 
 
+def resume_options(
+    saved: Mapping[str, Any],
+    resume_dir: str | Path,
+    config: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> SearchOptions:
+    """The options of a resumed search: those saved in its checkpoint, checked against any given.
+
+    ``config`` (a YAML file) and ``overrides`` (None values skipped) may repeat the saved values
+    and may change only :data:`RESUME_MAY_CHANGE`; any other difference is a ConfigError naming
+    the options. ``output`` becomes ``resume_dir`` (unless the saved one is the same folder).
+    """
+    try:
+        base = SearchOptions.from_dict(saved, complete=True)
+    except ConfigError as exc:
+        raise ConfigError(f"--resume {resume_dir}: the saved options are invalid ({exc})") from None
+    given = read_search_yaml(config) if config is not None else {}
+    given.update(_given(overrides))
+    folder = Path(resume_dir)
+    output = given.pop("output", None)
+    if output is not None and not _same_path(output, folder):
+        raise ConfigError(
+            f"-o/--output {output} differs from --resume {folder}: the resumed search writes "
+            "into the folder it resumes; drop -o"
+        )
+    new = apply_overrides(base, given, complete=True)
+    changed = [
+        key
+        for key in option_names()
+        if key not in RESUME_MAY_CHANGE
+        and not _same_option(key, getattr(new, key), getattr(base, key))
+    ]
+    if changed:
+        details = ", ".join(
+            f"{_flag(k)} {_show(getattr(new, k))} (saved: {_show(getattr(base, k))})"
+            for k in changed
+        )
+        raise ConfigError(
+            f"--resume continues the search in {folder} with its saved options, but {details} "
+            "would change the search; drop "
+            + ("it" if len(changed) == 1 else "them")
+            + ", or start a new search with another -o"
+        )
+    # the saved values as saved (a path may be spelled differently), the others as given
+    kept = {k: getattr(new, k) for k in RESUME_MAY_CHANGE if k != "output"}
+    output = base.output if _same_path(base.output, folder) else str(folder)
+    return dataclasses.replace(base, output=output, **kept)
+
+
+def _same_path(a: str | Path | None, b: str | Path | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _same_option(key: str, a: Any, b: Any) -> bool:
+    if key == "model" and a is not None and b is not None:
+        return a == b or _same_path(a, b)
+    if key == "data" and a is not None and b is not None:
+        return len(a) == len(b) and all(_same_path(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 def read_search_yaml(path: str | Path) -> dict[str, Any]:
     """The options in a YAML file (keys like the long options, ``-`` or ``_``), unconverted.
 
@@ -275,6 +350,7 @@ def _convert(opts: dict[str, Any], complete: bool) -> dict[str, Any]:
         if opts[key] is not None:
             opts[key] = str(opts[key])
     opts["save_weights"] = bool(opts["save_weights"])
+    opts["save_every"] = parse_save_every(opts["save_every"])
     return opts
 
 
@@ -282,6 +358,7 @@ def _convert(opts: dict[str, Any], complete: bool) -> dict[str, Any]:
 # Value parsers (command-line strings or YAML values)
 # ----------------------------------------------------------------------------------------------
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+_DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*(s|sec|m|min|h)\s*", re.I)
 
 
 def parse_count(value: str | float | int, option: str) -> int:
@@ -298,6 +375,29 @@ def parse_count(value: str | float | int, option: str) -> int:
     if not math.isfinite(number) or number < 1:
         raise ConfigError(f"{option} must be a positive count, got {value!r}")
     return int(round(number))
+
+
+def parse_save_every(value: str | int | float, option: str = "--save-every") -> int | str:
+    """``--save-every``: a number of steps (``50``) or a duration (``30s``, ``5m``, ``1h``).
+
+    Returns the steps as an int, or the duration as a normalised string; 0 saves only at the end,
+    on a stop request and after an error. ConfigError for anything else.
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{option}: expected steps such as 50 or a duration such as 5m")
+    text = str(value).strip()
+    if isinstance(value, int) or text.isdigit():
+        steps = int(text)
+        if steps < 0:
+            raise ConfigError(f"{option} must be >= 0 steps, got {value!r}")
+        return steps
+    m = _DURATION.fullmatch(text)
+    if not m or not math.isfinite(float(m.group(1))) or float(m.group(1)) <= 0:
+        raise ConfigError(
+            f"{option}: expected a number of steps such as 50 or a duration such as 30s, 5m or "
+            f"1h, got {value!r}"
+        )
+    return f"{float(m.group(1)):g}{m.group(2).lower()[0]}"
 
 
 def parse_hw(value: str | list | tuple, option: str = "--input-size") -> tuple[int, int]:

@@ -97,6 +97,12 @@ def export_onnx(
     onnx = require_onnx()
     if opset < DEFAULT_OPSET:
         raise DualSRError(f"opset {opset} is too old: use {DEFAULT_OPSET} or newer")
+    newest = max_export_opset()
+    if opset > newest:
+        raise DualSRError(
+            f"opset {opset} is newer than this PyTorch can export (at most {newest}); use "
+            f"{DEFAULT_OPSET} to {newest}"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if fused:
@@ -139,6 +145,16 @@ def export_onnx(
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
     return path
+
+
+def max_export_opset() -> int:
+    """The newest ONNX opset the installed PyTorch's exporter (the TorchScript one) writes."""
+    try:
+        from torch.onnx import _constants
+
+        return int(_constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+    except (ImportError, AttributeError):  # other versions: a conservative value
+        return 20
 
 
 def onnx_session(path: str | Path, threads: int | None = None, optimize: bool = True) -> Any:

@@ -88,10 +88,12 @@ class DistillConfig:
 
 @dataclass
 class LossConfig:
-    """The dual regression objective: primal + dual_weight x dual (+ distillation)."""
+    """The dual regression objective: primal + dual_weight x dual (+ dual_weight x dual HR)
+    (+ distillation)."""
 
     dual: bool = True  # False: primal loss only (the paper's ablation baseline)
     dual_weight: float = 0.1  # lambda
+    dual_hr: bool = False  # also the HR-side loop L1(P(D(HR)), HR); needs dual (~2x step cost)
     distill: DistillConfig | None = None
 
 
@@ -315,6 +317,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {cfg.optim.betas}")
     if cfg.train.ema is not None and not 0 < cfg.train.ema < 1:
         raise ConfigError(f"train.ema (the EMA decay) must be in (0, 1), got {cfg.train.ema}")
+    if cfg.loss.dual_hr and not cfg.loss.dual:
+        raise ConfigError(
+            "loss.dual_hr needs loss.dual: true (the HR loop runs through the dual models); "
+            "set loss.dual_hr: false or loss.dual: true"
+        )
     if cfg.loss.distill is not None:
         if not cfg.loss.distill.teacher:
             raise ConfigError("loss.distill.teacher: give the teacher checkpoint")

@@ -34,7 +34,7 @@ from ..checkpoint import save_model, unwrap_model
 from ..data.dataset import batch_to_device
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
-from ..losses import DualRegressionLoss
+from ..losses import DualRegressionLoss, hr_loop
 from ..models.drn import DRN, DualModels
 from . import distributed as dist
 from .builders import build_loader, build_model, build_optimizer, load_teacher, lr_at
@@ -60,8 +60,11 @@ log = logging.getLogger("dualsr.train")
 class PrimalDual(nn.Module):
     """The primal DRN and its duals as one module: one forward, one DDP wrap.
 
-    ``forward(lr)`` returns ``(outputs, dual_outputs, features)``: the output pyramid, the duals'
-    outputs (None without duals) and the features entering the last tail conv.
+    ``forward(lr, hr=None)`` returns ``(outputs, dual_outputs, features, hr_cycle)``: the output
+    pyramid, the duals' outputs (None without duals), the features entering the last tail conv,
+    and, when ``hr`` is given (``loss.dual_hr``), ``P(D(hr))`` at full scale
+    (:func:`dualsr.losses.hr_loop`: a second primal pass; None otherwise). The HR loop runs in
+    this same forward so that DDP sees one forward per backward.
     """
 
     def __init__(self, model: DRN, duals: DualModels | None) -> None:
@@ -70,11 +73,16 @@ class PrimalDual(nn.Module):
         self.duals = duals
 
     def forward(
-        self, lr: torch.Tensor
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, torch.Tensor]:
+        self, lr: torch.Tensor, hr: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None, torch.Tensor, torch.Tensor | None]:
         outputs, features = self.model.forward_with_features(lr)
         dual_outputs = self.duals(outputs) if self.duals is not None else None
-        return outputs, dual_outputs, features
+        hr_cycle = None
+        if hr is not None:
+            if self.duals is None:
+                raise ValueError("the HR loop (loss.dual_hr) needs the dual models")
+            hr_cycle = hr_loop(self.model, self.duals, hr)
+        return outputs, dual_outputs, features, hr_cycle
 
 
 class LossGuard:
@@ -165,16 +173,19 @@ def train_step(t: Trainer, batch: list[torch.Tensor]) -> StepResult:
     """One optimisation step on a batch (the float pyramid, level 0 = LR input, last = HR)."""
     for opt in t.optimizers.values():
         opt.zero_grad(set_to_none=True)
+    hr = batch[-1] if t.loss_fn.dual_hr else None
     with _autocast(t.device, t.amp_dtype):
-        outputs, dual_outputs, features = t.net(batch[0])
+        outputs, dual_outputs, features, hr_cycle = t.net(batch[0], hr)
         distill = distill_loss(features, t.teacher, batch[0]) if t.teacher else None
     outputs = [o.float() for o in outputs]
     dual_outputs = [d.float() for d in dual_outputs] if dual_outputs is not None else None
-    terms = t.loss_fn(outputs, batch, dual_outputs)
+    hr_cycle = hr_cycle.float() if hr_cycle is not None else None
+    terms = t.loss_fn(outputs, batch, dual_outputs, hr_cycle)
     loss = terms.total if distill is None else terms.total + t.distill_weight * distill
     metrics = {
         "primal": float(terms.primal.detach()),
         "dual": float(terms.dual.detach()),
+        "dual_hr": float(terms.dual_hr.detach()) if terms.dual_hr is not None else 0.0,
         "distill": float(distill.detach()) if distill is not None else 0.0,
     }
     # every process takes the same decision (a skipped backward would hang DDP's all-reduce)
@@ -400,7 +411,9 @@ def make_trainer(
         model=model,
         duals=duals,
         optimizers=optimizers,
-        loss_fn=DualRegressionLoss(cfg.loss.dual_weight, use_dual=cfg.loss.dual),
+        loss_fn=DualRegressionLoss(
+            cfg.loss.dual_weight, use_dual=cfg.loss.dual, dual_hr=cfg.loss.dual_hr
+        ),
         guard=LossGuard(cfg.optim.skip_factor, cfg.optim.skip_warmup),
         device=device,
         ema=EMA(model, cfg.train.ema) if cfg.train.ema else None,

@@ -6,14 +6,17 @@ directly, plus training state that inference loaders skip:
 
 * tensors under reserved prefixes: ``ema.<key>`` (EMA weights), ``optim.<name>.<param>.<key>``
   (Adam moments and step counts of the ``model`` and ``dual`` optimizers), ``train.rng.*``
-  (torch RNG states);
+  (torch RNG states), ``train.tensor.<name>`` (other named tensors of a state, e.g. the
+  architecture logits of a channel search);
 * the header entry ``train_state``: JSON with the step, the resolved config, the optimizers'
   param_groups, the LR schedule, the loss guard, the AMP scaler, the Python/numpy RNG states.
 
 Files in a run directory: ``checkpoints/step-000123.safetensors`` (the last ``keep`` are kept),
 ``latest.safetensors`` (a copy of the newest), ``best.safetensors`` (best validation PSNR, model
 only). Every write is atomic. On resume, an unreadable (e.g. truncated) checkpoint is reported and
-the previous one is used.
+the previous one is used. The file-name prefix (``step``) and the ``latest`` copy are parameters,
+so other stages (``dualsr search``: ``checkpoints/search-step-*.safetensors``, no ``latest``) keep
+their state the same way.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ LATEST = "latest.safetensors"
 BEST = "best.safetensors"
 STATE_KEY = "train_state"
 STATE_VERSION = 1
-_STEP_FILE = re.compile(r"step-(\d+)\.safetensors$")
+STEP_PREFIX = "step"
+TENSOR_PREFIX = "train.tensor."
 
 
 @dataclass
@@ -61,6 +65,7 @@ class TrainingState:
     scaler: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # schedule, guard, best PSNR ...
     rng: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # other named tensors
 
 
 @dataclass
@@ -120,6 +125,8 @@ def encode_state(state: TrainingState) -> tuple[dict[str, torch.Tensor], dict[st
                     scalars.setdefault(name, {}).setdefault(str(index), {})[key] = value
     for key, value in (state.ema or {}).items():
         tensors[f"ema.{key}"] = value
+    for key, value in state.tensors.items():
+        tensors[f"{TENSOR_PREFIX}{key}"] = value
     rng = dict(state.rng)
     if isinstance(rng.get("torch"), torch.Tensor):
         tensors["train.rng.torch"] = rng.pop("torch")
@@ -177,6 +184,11 @@ def decode_state(
             scaler=meta.get("scaler"),
             extra=meta.get("extra", {}),
             rng=rng,
+            tensors={
+                k[len(TENSOR_PREFIX) :]: v
+                for k, v in tensors.items()
+                if k.startswith(TENSOR_PREFIX)
+            },
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: damaged training state ({exc!r})") from exc
@@ -195,17 +207,19 @@ def _json_default(value: Any) -> Any:
 # ----------------------------------------------------------------------------------------------
 # Saving and loading
 # ----------------------------------------------------------------------------------------------
-def step_path(run_dir: str | Path, step: int) -> Path:
-    """``RUN_DIR/checkpoints/step-000123.safetensors``."""
-    return Path(run_dir) / CHECKPOINT_DIR / f"step-{step:06d}.safetensors"
+def step_path(run_dir: str | Path, step: int, prefix: str = STEP_PREFIX) -> Path:
+    """``RUN_DIR/checkpoints/step-000123.safetensors`` (``prefix`` replaces ``step``)."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"{prefix}-{step:06d}.safetensors"
 
 
-def step_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """The step checkpoints of a run, oldest first."""
+def step_checkpoints(run_dir: str | Path, prefix: str = STEP_PREFIX) -> list[tuple[int, Path]]:
+    """The step checkpoints of a run (files ``checkpoints/<prefix>-N.safetensors``), oldest
+    first."""
     folder = Path(run_dir) / CHECKPOINT_DIR
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_FILE.match(p.name))]
+    pattern = re.compile(rf"{re.escape(prefix)}-(\d+)\.safetensors$")
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := pattern.match(p.name))]
     return sorted(found)
 
 
@@ -216,18 +230,24 @@ def save_training_checkpoint(
     state: TrainingState,
     keep: int = 3,
     metadata: dict[str, Any] | None = None,
+    *,
+    prefix: str = STEP_PREFIX,
+    latest: str | None = LATEST,
 ) -> Path:
     """Write ``checkpoints/step-N.safetensors`` and ``latest.safetensors``; keep the last ``keep``.
 
     Both files are written atomically (temp file, fsync, rename); the step file first, so a crash
-    never leaves ``latest`` newer than the step files.
+    never leaves ``latest`` newer than the step files. ``prefix`` replaces ``step`` in the file
+    name; ``latest`` None writes no ``latest`` copy. ``metadata`` is merged into the provenance
+    (``stage: train`` unless it says otherwise).
     """
     tensors, header = encode_state(state)
     provenance = {"stage": "train", "step": state.step, **(metadata or {})}
     data = serialize_checkpoint(model, duals, provenance, tensors, header)
-    path = atomic_write_bytes(step_path(run_dir, state.step), data)
-    atomic_write_bytes(Path(run_dir) / LATEST, data)
-    for _, old in step_checkpoints(run_dir)[: -max(1, keep)]:
+    path = atomic_write_bytes(step_path(run_dir, state.step, prefix), data)
+    if latest is not None:
+        atomic_write_bytes(Path(run_dir) / latest, data)
+    for _, old in step_checkpoints(run_dir, prefix)[: -max(1, keep)]:
         old.unlink(missing_ok=True)
     return path
 
@@ -242,25 +262,31 @@ def load_training_checkpoint(path: str | Path) -> LoadedCheckpoint:
     return LoadedCheckpoint(path, checkpoint, decode_state(header, tensors, path))
 
 
-def resume_candidates(run_dir: str | Path) -> list[Path]:
+def resume_candidates(
+    run_dir: str | Path, prefix: str = STEP_PREFIX, latest: str | None = LATEST
+) -> list[Path]:
     """Checkpoints to try, best first: the newest step file, ``latest``, then older steps."""
-    steps = [p for _, p in reversed(step_checkpoints(run_dir))]
-    latest = Path(run_dir) / LATEST
-    head = [latest] if latest.is_file() else []
+    steps = [p for _, p in reversed(step_checkpoints(run_dir, prefix))]
+    latest_path = Path(run_dir) / latest if latest is not None else None
+    head = [latest_path] if latest_path is not None and latest_path.is_file() else []
     return steps[:1] + head + steps[1:]
 
 
-def load_for_resume(run_dir: str | Path) -> LoadedCheckpoint:
+def load_for_resume(
+    run_dir: str | Path, prefix: str = STEP_PREFIX, latest: str | None = LATEST
+) -> LoadedCheckpoint:
     """The newest usable checkpoint of ``run_dir``; a corrupt one is reported and skipped.
 
-    Raises DualSRError when the directory holds no checkpoint, or none that can be read.
+    ``prefix`` and ``latest`` are those of :func:`save_training_checkpoint`. Raises DualSRError
+    when the directory holds no checkpoint, or none that can be read.
     """
     run_dir = Path(run_dir)
-    candidates = resume_candidates(run_dir)
+    candidates = resume_candidates(run_dir, prefix, latest)
     if not candidates:
+        expected = f"{CHECKPOINT_DIR}/{prefix}-*.safetensors"
         raise DualSRError(
-            f"cannot resume: {run_dir} holds no checkpoints (expected {LATEST} or "
-            f"{CHECKPOINT_DIR}/step-*.safetensors); start a new run without --resume"
+            f"cannot resume: {run_dir} holds no checkpoints (expected "
+            f"{f'{latest} or ' if latest else ''}{expected}); start a new run without --resume"
         )
     problems = []
     for i, path in enumerate(candidates):
@@ -279,6 +305,8 @@ def load_for_resume(run_dir: str | Path) -> LoadedCheckpoint:
     )
 
 
-def run_has_checkpoints(run_dir: str | Path) -> bool:
+def run_has_checkpoints(
+    run_dir: str | Path, prefix: str = STEP_PREFIX, latest: str | None = LATEST
+) -> bool:
     """True when ``run_dir`` already holds a run's checkpoints."""
-    return bool(resume_candidates(run_dir))
+    return bool(resume_candidates(run_dir, prefix, latest))
