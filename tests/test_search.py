@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import signal
@@ -22,8 +23,10 @@ from dualsr.cli import main
 from dualsr.compression.budget import Budget
 from dualsr.compression.layers import searched_layers
 from dualsr.compression.search import (
+    DARTS_ALPHA_BETAS,
     PAPER_RATIOS,
     SearchObjective,
+    SearchResult,
     alpha_gradients,
     candidate_widths,
     finite_difference_hvp,
@@ -40,6 +43,7 @@ from dualsr.compression.search_config import (
     option_names,
     parse_count,
     parse_save_every,
+    resume_options,
 )
 from dualsr.compression.search_state import (
     SearchCheckpoints,
@@ -261,6 +265,8 @@ def test_logits_move_to_wider_candidates_when_the_loss_needs_channels(order: str
         weight_lr_min=0.0,
         xi=1e-4,  # the paper's weight learning rate, as the virtual step
         alpha_lr=0.05,
+        alpha_schedule="constant",  # the earlier defaults: a constant lr, the DARTS betas
+        alpha_betas=DARTS_ALPHA_BETAS,
         loss=upper_levels_l1,
     )
     searched = [i for i, c in enumerate(result.candidates) if len(set(c)) > 1]
@@ -313,6 +319,7 @@ def test_search_meets_a_budget() -> None:
         multiple=1,
         steps=1,
         order="first",
+        select="budget",
         budget=budget,
     )
     assert abs(result.params - 20_000) <= 0.02 * 20_000
@@ -320,7 +327,7 @@ def test_search_meets_a_budget() -> None:
     with pytest.raises(ConfigError, match="cannot be met"):
         search_channels(
             model, None, [pyramid_batch(0)], [pyramid_batch(1)], target_rate=0.5, steps=1,
-            budget=Budget(params=10**8),
+            select="budget", budget=Budget(params=10**8),
         )  # fmt: skip
 
 
@@ -387,7 +394,7 @@ def test_cli_search_budget(tmp_path: Path, train_folder: Path) -> None:
     out = tmp_path / "out"
     args = ["search", "-m", str(ckpt), "--data", str(train_folder), "--rate", "0.5", "-o", str(out)]
     args += ["--steps", "1", "--order", "first", "--patch-size", "16", "--cache", "memory"]
-    assert main([*args, "--budget-params", "20K", "--multiple", "1"]) == 0
+    assert main([*args, "--select", "budget", "--budget-params", "20K", "--multiple", "1"]) == 0
     report = json.loads((out / "search.json").read_text())
     assert abs(report["params"] - 20_000) <= 400
     assert report["budget"] == {
@@ -405,7 +412,7 @@ def test_cli_search_budget(tmp_path: Path, train_folder: Path) -> None:
         (["--rate", "1.5"], "rate must be in (0, 1)"),
         (["--rate", "0.3", "--model", "missing.safetensors"], "checkpoint not found"),
         (["--rate", "0.3", "--data", "EMPTY"], "holds no images"),
-        (["--rate", "0.3", "--budget-params", "10"], "cannot be met"),
+        (["--rate", "0.3", "--select", "budget", "--budget-params", "10"], "cannot be met"),
         (["--rate", "0.3", "--budget-params", "lots"], "expected a count"),
         (["--rate", "0.3", "--patch-size", "64"], "use a smaller --patch-size"),
         ([], "missing --rate"),
@@ -450,7 +457,10 @@ def test_search_options_defaults_are_the_papers() -> None:
 
 def test_search_options_yaml_then_overrides(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
-    path.write_text("rate: 0.3\npatch-size: 16\norder: first\nbudget_macs: 72G\nlr_alpha: 1e-3\n")
+    path.write_text(
+        "rate: 0.3\npatch-size: 16\norder: first\nselect: budget\nbudget_macs: 72G\n"
+        "lr_alpha: 1e-3\n"
+    )
     opts = load_search_options(path, {"order": "second", "seed": None, "batch_size": 4})
     assert opts.order == "second"  # the override beats the file
     assert opts.seed == 0  # None does not override
@@ -776,3 +786,239 @@ def test_save_every_values() -> None:
     ckpts = SearchCheckpoints("x", 3)
     assert [s for s in range(1, 11) if ckpts.due(s, 10)] == [3, 6, 9, 10]
     assert SearchCheckpoints("x", "1h").due(5, 10) is False
+
+
+# ----------------------------------------------------------------------------------------------
+# The released code's defaults (betas, logit schedule, clipping, argmax selection, best epoch)
+# ----------------------------------------------------------------------------------------------
+def test_search_options_defaults_are_the_released_codes() -> None:
+    opts = SearchOptions()
+    assert opts.alpha_betas == [0.9, 0.999] and opts.alpha_schedule == "cosine"
+    assert opts.grad_clip == 5.0 and opts.select == "argmax" and opts.val is None
+    ours = SearchOptions.from_dict({"alpha-betas": "0.5,0.999", "grad_clip": "none"})
+    assert ours.alpha_betas == [0.5, 0.999] and ours.grad_clip == 0.0
+    assert SearchOptions.from_dict({"grad_clip": 0}).grad_clip == 0.0
+    assert SearchOptions.from_dict({"alpha_schedule": "constant"}).alpha_schedule == "constant"
+    for key, value, message in [
+        ("alpha_betas", "0.5", "--alpha-betas: expected two numbers"),
+        ("alpha_betas", "1.0,0.9", "--alpha-betas: expected two numbers"),
+        ("grad_clip", "-1", "--grad-clip: expected a positive number"),
+        ("alpha_schedule", "linear", "--alpha-schedule must be cosine or constant"),
+        ("select", "best", "--select must be argmax or budget"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            SearchOptions.from_dict({key: value})
+
+
+def test_a_budget_needs_select_budget() -> None:
+    with pytest.raises(ConfigError, match="--budget-params is not used by --select argmax"):
+        SearchOptions.from_dict({"budget_params": "1M"})
+    with pytest.raises(ConfigError, match="--select budget needs --budget-params or --budget"):
+        SearchOptions.from_dict({"select": "budget"})
+    opts = SearchOptions.from_dict({"budget_macs": "1G", "select": "budget"})
+    assert opts.budget() is not None
+    model, batches = tiny_model(), [pyramid_batch(0)]
+    with pytest.raises(ConfigError, match=r"not used by select='argmax' \(--select argmax"):
+        search_channels(
+            model, None, batches, batches, target_rate=0.3, steps=1, budget=Budget(params=10**4)
+        )
+    with pytest.raises(ConfigError, match="needs a budget"):
+        search_channels(model, None, batches, batches, target_rate=0.3, steps=1, select="budget")
+
+
+def _saved_alpha_optimizer(tmp_path: Path, **kwargs) -> tuple[SearchResult, dict]:  # noqa: ANN003
+    """A 4-step first-order search; its result and the logits' saved optimizer state."""
+    ckpts = SearchCheckpoints(tmp_path, every=0)
+    result = search_channels(
+        tiny_model(), None, [pyramid_batch(0)], [pyramid_batch(1)], target_rate=0.3,
+        order="first", steps=4, checkpoints=ckpts, **kwargs,
+    )  # fmt: skip
+    return result, load_search_checkpoint(tmp_path).state.optimizers["alphas"]
+
+
+def test_logit_adam_betas_and_cosine_lr_are_the_released_codes(tmp_path: Path) -> None:
+    result, a_opt = _saved_alpha_optimizer(tmp_path / "a")
+    assert tuple(a_opt["param_groups"][0]["betas"]) == (0.9, 0.999)
+    # cosine over the whole search, to 1e-7, like the weights: lr_k = min + (lr0 - min) *
+    # (1 + cos(pi k / T)) / 2 at step k + 1
+    shape = [(1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)]
+    cosine = [1e-7 + (3e-4 - 1e-7) * c for c in shape]
+    assert [h["alpha_lr"] for h in result.history] == pytest.approx(cosine, rel=1e-9)
+    weights = [1e-7 + (1e-4 - 1e-7) * c for c in shape]
+    assert [h["weight_lr"] for h in result.history] == pytest.approx(weights, rel=1e-9)
+    assert a_opt["param_groups"][0]["lr"] == pytest.approx(1e-7, rel=1e-6)  # after 4 of 4
+    # ours, as options: DARTS betas and a constant lr
+    result, a_opt = _saved_alpha_optimizer(
+        tmp_path / "b", alpha_betas=DARTS_ALPHA_BETAS, alpha_schedule="constant"
+    )
+    assert tuple(a_opt["param_groups"][0]["betas"]) == (0.5, 0.999)
+    assert [h["alpha_lr"] for h in result.history] == [3e-4] * 4
+    assert a_opt["param_groups"][0]["lr"] == 3e-4
+
+
+def _huge_loss(outputs, targets, dual_outputs):  # noqa: ANN001, ANN202
+    return dualsr.DualRegressionLoss()(outputs, targets, dual_outputs).total * 1e6
+
+
+def _grad_norm(result: SearchResult) -> float:
+    params = [*result.model.parameters(), *result.duals.parameters()]
+    return float(
+        torch.sqrt(sum((p.grad.double() ** 2).sum() for p in params if p.grad is not None))
+    )
+
+
+def test_weight_step_gradients_are_clipped_at_norm_5() -> None:
+    def run(**kwargs) -> SearchResult:  # noqa: ANN003
+        return search_channels(
+            tiny_model(), None, [pyramid_batch(0)], [pyramid_batch(1)], target_rate=0.3,
+            order="first", steps=1, loss=_huge_loss, **kwargs,
+        )  # fmt: skip
+
+    clipped = run()  # the last weight step's gradients stay on the returned weights
+    assert clipped.history[0]["grad_norm"] > 1e3
+    assert _grad_norm(clipped) == pytest.approx(5.0, rel=1e-5)
+    for off in (0, None):
+        free = run(grad_clip=off)
+        assert "grad_norm" not in free.history[0]
+        assert _grad_norm(free) == pytest.approx(clipped.history[0]["grad_norm"], rel=1e-4)
+    assert _grad_norm(run(grad_clip=1e9)) > 1e3
+
+
+def test_argmax_selection_is_the_most_likely_candidate_of_every_layer() -> None:
+    result = search_channels(
+        tiny_model(), None, [pyramid_batch(0)], [pyramid_batch(1)], target_rate=0.2,
+        multiple=1, order="first", steps=2, alpha_lr=0.05,
+    )  # fmt: skip
+    expected = [c[int(np.argmax(a))] for a, c in zip(result.alphas, result.candidates, strict=True)]
+    assert result.select == "argmax" and result.budget_fit is None
+    assert result.channel_config == result.argmax_config == expected
+    assert len(set(map(tuple, result.candidates))) > 1  # the candidates differ between layers
+
+
+def test_budget_selection_meets_the_budget() -> None:
+    budget = Budget(params=20_000)
+    result = search_channels(
+        tiny_model(), None, [pyramid_batch(0)], [pyramid_batch(1)], target_rate=0.5,
+        multiple=1, order="first", steps=2, select="budget", budget=budget,
+    )  # fmt: skip
+    assert result.select == "budget" and result.to_dict()["select"] == "budget"
+    assert abs(result.params - 20_000) <= 0.02 * 20_000
+    assert result.budget_fit is not None and result.budget_fit.cost == result.params
+
+
+@pytest.fixture
+def val_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "val"
+    folder.mkdir()
+    for i in range(2):
+        write_image(folder / f"v{i}.png", random_image(24, 28, seed=50 + i))
+    return folder
+
+
+def test_argmax_of_every_epoch_is_written_and_the_best_epoch_kept(
+    tmp_path: Path, val_folder: Path
+) -> None:
+    batches = [pyramid_batch(i, n=2) for i in range(4)]
+    kwargs = {"target_rate": 0.3, "order": "first", "steps": 5, "alpha_lr": 0.05}
+    plain = search_channels(tiny_model(), None, batches[:2], batches[2:], **kwargs)
+    out = tmp_path / "out"
+    result = search_channels(
+        tiny_model(), None, batches[:2], batches[2:], output=out, val_folder=val_folder, **kwargs
+    )
+    # two steps an epoch: epochs end at steps 2 and 4, and the last (half) epoch at step 5
+    files = sorted((out / "epochs").iterdir())
+    assert [f.name for f in files] == [f"channel_config-epoch-{e:04d}.txt" for e in (1, 2, 3)]
+    ends = [h for h in result.history if "epoch" in h]
+    assert [(h["step"], h["epoch"]) for h in ends] == [(2, 1), (4, 2), (5, 3)]
+    for f, h in zip(files, ends, strict=True):
+        assert dualsr.read_channel_config(f) == h["argmax_config"]
+    assert h["argmax_config"] == result.argmax_config
+    scores = [h["val_psnr"] for h in ends]
+    assert all(math.isfinite(s) and s > 0 for s in scores)
+    best = max(range(3), key=lambda i: (scores[i], i))
+    assert result.best == {
+        "epoch": best + 1,
+        "step": ends[best]["step"],
+        "val_psnr": scores[best],
+        "channel_config": ends[best]["argmax_config"],
+    }
+    best_file = out / "best_channel_config.txt"
+    assert dualsr.read_channel_config(best_file) == result.best["channel_config"]
+    # validating changes nothing in the search
+    assert result.alphas == plain.alphas and plain.best is None
+    assert [h["train_loss"] for h in result.history] == [h["train_loss"] for h in plain.history]
+    files = result.save(tmp_path / "saved")
+    doc = json.loads(files.report.read_text())
+    assert doc["best"] == result.best and doc["files"]["best_channel_config"]
+    assert not (tmp_path / "o2" / "best_channel_config.txt").exists()
+    search_channels(tiny_model(), None, batches[:2], batches[2:], output=tmp_path / "o2", **kwargs)
+    assert (tmp_path / "o2" / "epochs").is_dir()
+    assert not (tmp_path / "o2" / "best_channel_config.txt").exists()  # only with --val
+    with pytest.raises(DualSRError, match="too small for the validation border"):
+        small = tmp_path / "small"
+        small.mkdir()
+        write_image(small / "s.png", random_image(16, 16))
+        search_channels(tiny_model(), None, batches[:2], batches[2:], val_folder=small, **kwargs)
+
+
+def test_cli_search_new_options_round_trip_through_resume(
+    tmp_path: Path,
+    train_folder: Path,
+    val_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model(), dualsr.DualModels(4, 4))
+    ours = ["--order", "first", "--alpha-betas", "0.5,0.999", "--alpha-schedule", "constant"]
+    ours += ["--grad-clip", "none", "--val", str(val_folder)]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(search_args(ckpt, train_folder, straight, *ours)) == 0
+    act_in_step(monkeypatch, 4, lambda: os.kill(os.getpid(), signal.SIGINT))
+    assert main(search_args(ckpt, train_folder, resumed, *ours)) == 130
+    monkeypatch.undo()
+    saved = load_search_checkpoint(resumed).state
+    assert saved.options["alpha_betas"] == [0.5, 0.999] and saved.options["grad_clip"] == 0.0
+    assert saved.options["alpha_schedule"] == "constant" and saved.alpha_schedule == {}
+    assert saved.options["select"] == "argmax" and saved.options["val"] == str(val_folder)
+    capsys.readouterr()
+    resume = ["search", "--resume", str(resumed)]
+    for flags, message in [
+        (["--grad-clip", "5"], "--grad-clip 5.0 (saved: 0.0)"),
+        (["--alpha-betas", "0.9,0.999"], "--alpha-betas 0.9,0.999 (saved: 0.5,0.999)"),
+        (["--alpha-schedule", "cosine"], "--alpha-schedule cosine (saved: constant)"),
+        (["--val", str(train_folder)], "--val"),
+    ]:
+        assert main([*resume, *flags]) == 1
+        assert message in capsys.readouterr().err
+    assert main([*resume, "--grad-clip", "0", "--val", str(val_folder)]) == 0  # repeats: fine
+    assert_same_results(straight, resumed)
+    for d in (straight, resumed):
+        assert len(list((d / "epochs").iterdir())) == 5  # 1 step an epoch, 5 steps
+    a, b = (json.loads((d / "search.json").read_text()) for d in (straight, resumed))
+    assert a["best"] == b["best"] and a["best"] is not None
+    assert (straight / "best_channel_config.txt").read_text() == (
+        resumed / "best_channel_config.txt"
+    ).read_text()
+    assert {k: v for k, v in a["options"].items() if k != "output"} == {
+        k: v for k, v in b["options"].items() if k != "output"
+    }
+    assert a["options"]["alpha_betas"] == [0.5, 0.999] and "--grad-clip 0" in a["command"]
+
+
+def test_resume_of_a_checkpoint_from_before_the_new_options_keeps_its_behaviour(
+    tmp_path: Path,
+) -> None:
+    old = SearchOptions.from_dict(
+        {"model": "m.pt", "data": ["d"], "rate": 0.3, "output": str(tmp_path)}, complete=True
+    ).to_dict()
+    for key in ("alpha_betas", "alpha_schedule", "grad_clip", "select", "val"):
+        del old[key]
+    opts = resume_options(old, tmp_path)
+    assert (opts.alpha_betas, opts.alpha_schedule, opts.grad_clip) == (
+        [0.5, 0.999],
+        "constant",
+        0.0,
+    )
+    assert opts.select == "argmax"
+    opts = resume_options({**old, "budget_params": 20_000}, tmp_path)
+    assert opts.select == "budget" and opts.budget_params == 20_000

@@ -33,9 +33,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         description="Differentiable channel number search (DRC stage 1): soft width masks over "
         "L1-ranked channels, architecture logits trained by the DARTS bilevel scheme on the dual "
         "regression loss (weights on one half of the images, logits on the other). Writes "
-        "OUT/channel_config.txt (one integer a line, the official format) and OUT/search.json. "
-        "With --budget-params/--budget-macs the configuration meets that budget within "
-        "--tolerance. Defaults are the paper's; --config FILE.yaml overrides them and the "
+        "OUT/channel_config.txt (one integer a line, the official format: the most likely width "
+        "of every layer), OUT/search.json, and after every epoch the argmax configuration in "
+        "OUT/epochs/. With --select budget and --budget-params/--budget-macs the configuration "
+        "meets that budget within --tolerance instead. With --val DIR (e.g. Set5) every epoch "
+        "is validated and OUT/best_channel_config.txt keeps the best epoch's configuration. "
+        "Defaults are those of the paper and its released code; --config FILE.yaml overrides "
+        "them and the "
         "command line overrides the file. Ctrl-C or SIGTERM saves a checkpoint and stops; "
         "--resume OUT_DIR continues.",
     )
@@ -59,6 +63,14 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     )
     g.add_argument("-o", "--output", metavar="OUT_DIR", help="where the results are written")
     g.add_argument(
+        "--val",
+        metavar="DIR",
+        help="HR validation images (the release uses Set5): after every epoch the search network "
+        "is scored on them (PSNR as the release measures it during the search: RGB, border "
+        "scale+6) and OUT/best_channel_config.txt keeps the argmax configuration of the best "
+        "epoch (default: none)",
+    )
+    g.add_argument(
         "--save-weights",
         action="store_true",
         default=None,
@@ -73,6 +85,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     )
     g = p.add_argument_group("target")
     g.add_argument(
+        "--select",
+        choices=["argmax", "budget"],
+        help="the final configuration: argmax, the most likely width of every layer (default, "
+        "the paper's), or budget, the expected widths fitted to --budget-params/--budget-macs "
+        "(which need --select budget)",
+    )
+    g.add_argument(
         "--rate",
         help="pruning rate r in (0, 1) that sets the candidate widths "
         "int(C * (1 - r) * k), e.g. 0.3 for DRN-S30",
@@ -81,13 +100,14 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     b.add_argument(
         "--budget-params",
         metavar="N",
-        help="make the final configuration have N parameters (within --tolerance); "
-        "suffixes K, M, G allowed, e.g. 3.1M",
+        help="with --select budget: make the final configuration have N parameters (within "
+        "--tolerance); suffixes K, M, G allowed, e.g. 3.1M",
     )
     b.add_argument(
         "--budget-macs",
         metavar="N",
-        help="make the final configuration cost N multiply-adds at --input-size, e.g. 72G",
+        help="with --select budget: make the final configuration cost N multiply-adds at "
+        "--input-size, e.g. 72G",
     )
     g.add_argument(
         "--input-size",
@@ -107,7 +127,24 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     g.add_argument("--multiple", type=int, help="widths are multiples of this (default: 4)")
     g.add_argument("--lr-weights", type=float, help="Adam lr of the weights, cosine (1e-4)")
     g.add_argument("--lr-alpha", type=float, help="Adam lr of the logits (default: 3e-4)")
+    g.add_argument(
+        "--alpha-schedule",
+        choices=["cosine", "constant"],
+        help="the logits' lr: cosine-annealed like the weights' to 1e-7 (default, the release) "
+        "or constant",
+    )
+    g.add_argument(
+        "--alpha-betas",
+        metavar="B1,B2",
+        help="Adam betas of the logits (default: 0.9,0.999, the release; DARTS: 0.5,0.999)",
+    )
     g.add_argument("--alpha-weight-decay", type=float, help="logit weight decay (1e-3)")
+    g.add_argument(
+        "--grad-clip",
+        metavar="NORM",
+        help="clip the gradient norm of the weight step at NORM (default: 5, the release; "
+        "0 or none: no clipping)",
+    )
     g.add_argument("--dual-weight", type=float, help="lambda of the dual loss (default: 0.1)")
     g.add_argument("--patch-size", type=int, help="HR patch size (default: 192)")
     g.add_argument("--batch-size", type=int, help="batch size (default: 16)")
@@ -131,7 +168,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..compression.budget import check_budget
-    from ..compression.search import load_search_model, make_search_data, search_channels
+    from ..compression.search import (
+        load_search_model,
+        load_validation_pairs,
+        make_search_data,
+        search_channels,
+    )
     from ..compression.search_config import load_search_options, option_names, resume_options
     from ..compression.search_state import (
         SearchCheckpoints,
@@ -175,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if budget is not None:  # fail now, not after loading the data
         check_budget(model.arch, budget, opts.multiple, hw)
+    if opts.val is not None:  # likewise: a missing or unusable validation folder
+        load_validation_pairs(opts.val, model.scale)
     if duals is None:
         print("note: the checkpoint has no dual models; fresh duals are trained during the search")
     start_step = loaded.state.step if loaded is not None else 0
@@ -227,7 +271,11 @@ def run(args: argparse.Namespace) -> int:
             steps=steps,
             weight_lr=opts.lr_weights,
             alpha_lr=opts.lr_alpha,
+            alpha_schedule=opts.alpha_schedule,
+            alpha_betas=(opts.alpha_betas[0], opts.alpha_betas[1]),
             alpha_weight_decay=opts.alpha_weight_decay,
+            grad_clip=opts.grad_clip,
+            select=opts.select,
             budget=budget,
             input_hw=hw,
             loss=DualRegressionLoss(opts.dual_weight),
@@ -235,6 +283,9 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             checkpoints=checkpoints,
             resume=loaded.state if loaded is not None else None,
+            steps_per_epoch=data.steps_per_epoch,
+            output=out,
+            val_folder=opts.val,
         ),
         steps,
         start_step,
@@ -267,6 +318,11 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"budget: {result.budget_fit.target:,} {result.budget_fit.kind}, met within "
             f"{result.budget_fit.relative_error:+.2%}"
+        )
+    if result.best is not None:
+        print(
+            f"best epoch by validation PSNR: {result.best['epoch']} "
+            f"({result.best['val_psnr']:.3f} dB): {out / 'best_channel_config.txt'}"
         )
     print(f"report: {out / 'search.json'} ({result.seconds:.0f} s)")
     return 0

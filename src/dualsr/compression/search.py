@@ -23,9 +23,17 @@ loss on the other half. The logit gradient is either the second-order ("unrolled
     w' = w - xi * grad_w L_train(w, alpha),  w+- = w +- eps * grad_w' L_val(w', alpha),
     eps = 0.01 / ||grad_w' L_val(w', alpha)||,
 
-or the first-order ``grad_alpha L_val(w, alpha)`` (:func:`alpha_gradients`). The final
-configuration is the argmax candidate per layer (the paper), or, given a :class:`Budget`, the
-expected widths scaled and rounded to meet it (:func:`dualsr.compression.budget.fit_to_budget`).
+or the first-order ``grad_alpha L_val(w, alpha)`` (:func:`alpha_gradients`). The defaults
+follow the released code (``DRN/channel_search/__init__.py``, ``DRN/utility.py``,
+``DRN/option.py``): the logits' Adam has betas (0.9, 0.999) and its learning rate is
+cosine-annealed like the weights' (to 1e-7); the weight step clips the gradient norm at 5.
+
+The final configuration is, with ``select="argmax"`` (the paper), the most likely candidate of
+every layer; with ``select="budget"`` and a :class:`Budget`, the expected widths scaled and
+rounded to meet it (:func:`dualsr.compression.budget.fit_to_budget`). After every epoch the
+argmax configuration can be written to a folder (``output``), and with validation images
+(``val_folder``) the epoch of the best PSNR is kept, as in the release
+(:func:`validation_psnr`).
 
 :func:`search_channels` works on any iterables of pyramid batches; :func:`make_search_data` builds
 them from image folders for ``dualsr search``.
@@ -75,7 +83,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("dualsr.search")
 PAPER_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 ALPHA_INIT_STD = 1e-3  # logits start near uniform: 1e-3 * N(0, 1), as in the release
-ALPHA_BETAS = (0.5, 0.999)  # the DARTS convention for the architecture Adam
+ALPHA_BETAS = (0.9, 0.999)  # the release's Adam of the logits (DRN/option.py beta1, beta2)
+DARTS_ALPHA_BETAS = (0.5, 0.999)  # the DARTS convention (this package's earlier default)
+ALPHA_SCHEDULES = ("cosine", "constant")  # the logits' learning rate
+LR_MIN = 1e-7  # the release's eta_min, for the weights and the logits
+GRAD_CLIP = 5.0  # the release's w_grad_clip: max gradient norm of the weight step
+SELECTIONS = ("argmax", "budget")  # how the final configuration is chosen
+EPOCH_DIR = "epochs"  # OUT/epochs/channel_config-epoch-0001.txt: the argmax after every epoch
+BEST_CONFIG = "best_channel_config.txt"  # the argmax of the epoch with the best validation PSNR
 EPS_SCALE = 0.01  # eps = EPS_SCALE / ||grad_w' L_val||, the DARTS choice
 
 Batch = Sequence[torch.Tensor]  # a pyramid [LR, 2x, ..., HR], each N x 3 x h x w in [0, 255]
@@ -320,13 +335,14 @@ class SearchObjective:
 class SearchResult:
     """What :func:`search_channels` found.
 
-    ``channel_config`` is the final configuration (official order): ``argmax_config`` when no
-    budget was given, else the budget fit. ``params``/``macs`` are its exact costs (MACs at LR
-    input ``input_hw``). ``model``/``duals`` hold the weights trained during the search (full
-    width; not serialised by :meth:`to_dict`). ``stop_reason`` (``"SIGINT"``, ``"SIGTERM"``,
-    ``"callback"``) says the search stopped early, after ``len(history)`` of ``steps`` steps (the
-    configuration is then that of the logits so far); ``checkpoint`` is the newest checkpoint
-    the call wrote.
+    ``channel_config`` is the final configuration (official order): ``argmax_config`` with
+    ``select="argmax"``, the budget fit with ``select="budget"``. ``best`` (with validation
+    images) holds the epoch, step, validation PSNR and argmax configuration of the best epoch.
+    ``params``/``macs`` are its exact costs (MACs at LR input ``input_hw``). ``model``/``duals``
+    hold the weights trained during the search (full width; not serialised by :meth:`to_dict`).
+    ``stop_reason`` (``"SIGINT"``, ``"SIGTERM"``, ``"callback"``) says the search stopped early,
+    after ``len(history)`` of ``steps`` steps (the configuration is then that of the logits so
+    far); ``checkpoint`` is the newest checkpoint the call wrote.
     """
 
     channel_config: list[int]
@@ -352,6 +368,8 @@ class SearchResult:
     duals: DualModels | None = field(default=None, repr=False)
     stop_reason: str | None = None
     checkpoint: Path | None = None
+    select: str = "argmax"
+    best: dict | None = None
 
     @property
     def finished(self) -> bool:
@@ -373,6 +391,8 @@ class SearchResult:
             "target_rate": self.target_rate,
             "order": self.order,
             "steps": self.steps,
+            "select": self.select,
+            "best": self.best,
             "budget": self.budget.to_dict() if self.budget else None,
             "budget_fit": (
                 {
@@ -419,6 +439,8 @@ class SearchResult:
 
         * ``channel_config.txt``: the configuration, one integer a line (the official format,
           :func:`dualsr.read_channel_config`);
+        * ``best_channel_config.txt``, when the search validated (``best``): the argmax
+          configuration of the epoch with the best validation PSNR;
         * ``searched.safetensors``, with ``weights`` (and when the result holds them): the
           full-width weights and duals trained during the search, with ``metadata`` after
           ``stage: search``;
@@ -433,6 +455,11 @@ class SearchResult:
         config_path = atomic_write_bytes(
             out / "channel_config.txt", format_channel_config(self.channel_config).encode()
         )
+        best_path = None
+        if self.best is not None:
+            best_path = atomic_write_bytes(
+                out / BEST_CONFIG, format_channel_config(self.best["channel_config"]).encode()
+            )
         weights_path = None
         if weights and self.model is not None:
             weights_path = save_model(
@@ -446,6 +473,7 @@ class SearchResult:
             **self.to_dict(),
             "files": {
                 "channel_config": str(config_path),
+                "best_channel_config": str(best_path) if best_path else None,
                 "searched_weights": str(weights_path) if weights_path else None,
             },
         }
@@ -496,12 +524,16 @@ def search_channels(
     steps: int | None = None,
     epochs: float | None = None,
     weight_lr: float = 1e-4,
-    weight_lr_min: float = 1e-7,
+    weight_lr_min: float = LR_MIN,
     alpha_lr: float = 3e-4,
+    alpha_lr_min: float = LR_MIN,
+    alpha_schedule: str = "cosine",
     alpha_weight_decay: float = 1e-3,
     alpha_betas: tuple[float, float] = ALPHA_BETAS,
+    grad_clip: float | None = GRAD_CLIP,
     xi: float | None = None,
     eps_scale: float = EPS_SCALE,
+    select: str = "argmax",
     budget: Budget | None = None,
     input_hw: tuple[int, int] | None = None,
     loss: LossFn | None = None,
@@ -509,6 +541,9 @@ def search_channels(
     progress: Callable[[dict], bool | None] | None = None,
     checkpoints: SearchCheckpoints | None = None,
     resume: SearchState | None = None,
+    steps_per_epoch: int | None = None,
+    output: str | Path | None = None,
+    val_folder: str | Path | None = None,
 ) -> SearchResult:
     """Search the width of every searched layer of ``model`` (DRC stage 1).
 
@@ -524,11 +559,21 @@ def search_channels(
         order: ``"second"`` (DARTS unrolled) or ``"first"``.
         steps: number of search steps (one logit update and one weight update each).
         epochs: alternatively, passes over ``train_batches`` (needs ``len(train_batches)``).
-        weight_lr, weight_lr_min: Adam learning rate of the weights, cosine-annealed to the min.
-        alpha_lr, alpha_weight_decay, alpha_betas: Adam settings of the logits.
+        weight_lr, weight_lr_min: Adam learning rate of the weights, cosine-annealed to the min
+            over the whole search (stepped every step).
+        alpha_lr, alpha_lr_min, alpha_schedule: learning rate of the logits' Adam: ``"cosine"``
+            (the release) anneals it like the weights' (same length, to ``alpha_lr_min``);
+            ``"constant"`` keeps ``alpha_lr``.
+        alpha_weight_decay, alpha_betas: the other Adam settings of the logits (the release:
+            1e-3 and (0.9, 0.999); :data:`DARTS_ALPHA_BETAS` is the DARTS choice).
+        grad_clip: clip the gradient norm of the weight step (primal and duals together) at
+            this value (the release: 5); 0 or None: no clipping.
         xi: virtual step of the second-order gradient (None: the current weight learning rate).
         eps_scale: finite-difference step of the second-order gradient, ``eps_scale / ||v||``.
-        budget: a parameter or MAC target the final configuration must meet (None: argmax).
+        select: the final configuration: ``"argmax"`` (the paper: the most likely candidate of
+            every layer) or ``"budget"`` (the expected widths fitted to ``budget``). A budget
+            with ``"argmax"`` is a ConfigError (it would not be enforced).
+        budget: the parameter or MAC target of ``select="budget"``.
         input_hw: LR input size for the reported MACs (default: the budget's, else 96 x 96).
         loss: ``loss(outputs, targets, dual_outputs)`` -> LossTerms or a scalar; default
             :class:`DualRegressionLoss` (lambda 0.1).
@@ -547,6 +592,16 @@ def search_channels(
             arguments must be those of the interrupted run. Batch lists are cycled from the
             saved step; other iterables must begin there (:func:`make_search_data` with
             ``start_step``). The result equals that of an uninterrupted run.
+        steps_per_epoch: the steps of an epoch (default: ``len(train_batches)`` when it has a
+            length). After every epoch (and after the last step) the argmax configuration is
+            written to ``output`` and ``val_folder`` is evaluated; the history record of that
+            step gets ``epoch`` (and ``val_psnr``, with ``best: True`` for a new best).
+        output: a folder for the per-epoch files: ``epochs/channel_config-epoch-NNNN.txt`` (the
+            argmax configuration after epoch N) and, with ``val_folder``,
+            ``best_channel_config.txt``; written atomically. None: not written.
+        val_folder: HR validation images (the release: Set5). After every epoch the soft-masked
+            network is scored on them (:func:`validation_psnr`); the argmax configuration of
+            the epoch with the highest PSNR (the later on ties) is ``result.best``.
     """
     start = time.perf_counter()
     rate = check_rate(target_rate)
@@ -554,6 +609,27 @@ def search_channels(
         raise ConfigError(f"order must be 'first' or 'second', got {order!r}")
     if (steps is None) == (epochs is None):
         raise ConfigError("give exactly one of steps or epochs")
+    if select not in SELECTIONS:
+        raise ConfigError(f"select must be 'argmax' or 'budget', got {select!r}")
+    if select == "budget" and budget is None:
+        raise ConfigError(
+            "select='budget' (--select budget) needs a budget (--budget-params or --budget-macs)"
+        )
+    if select == "argmax" and budget is not None:
+        raise ConfigError(
+            "a budget (--budget-params/--budget-macs) is not used by select='argmax' "
+            "(--select argmax, the paper's final step); use select='budget' (--select budget) "
+            "to fit the configuration to it, or drop the budget"
+        )
+    if alpha_schedule not in ALPHA_SCHEDULES:
+        raise ConfigError(f"alpha_schedule must be 'cosine' or 'constant', got {alpha_schedule!r}")
+    if grad_clip is not None and not grad_clip >= 0:
+        raise ConfigError(f"grad_clip must be >= 0 (0 or None: no clipping), got {grad_clip}")
+    if steps_per_epoch is None:
+        with contextlib.suppress(TypeError):
+            steps_per_epoch = len(train_batches) or None  # type: ignore[arg-type]
+    if steps_per_epoch is not None and steps_per_epoch < 1:
+        raise ConfigError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
     if steps is None:
         try:
             per_epoch = len(train_batches)  # type: ignore[arg-type]
@@ -582,6 +658,7 @@ def search_channels(
 
     layers = searched_layers(model)
     candidates = [candidate_widths(layer.width, rate, ratios, multiple) for layer in layers]
+    val_pairs = load_validation_pairs(val_folder, model.scale) if val_folder is not None else None
     if resume is None:
         gen = torch.Generator().manual_seed(seed)
         alphas = [
@@ -603,9 +680,16 @@ def search_channels(
             w_opt, T_max=max(steps, 1), eta_min=weight_lr_min
         )
         a_opt = torch.optim.Adam(
-            alphas, lr=alpha_lr, betas=alpha_betas, weight_decay=alpha_weight_decay
+            alphas, lr=alpha_lr, betas=tuple(alpha_betas), weight_decay=alpha_weight_decay
         )
-        run = _Run(model, duals, alphas, w_opt, a_opt, sched, steps, start)
+        a_sched = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(
+                a_opt, T_max=max(steps, 1), eta_min=alpha_lr_min
+            )
+            if alpha_schedule == "cosine"
+            else None
+        )
+        run = _Run(model, duals, alphas, w_opt, a_opt, sched, steps, start, a_sched)
         if resume is not None:
             run.restore(resume)
         train_it = _cycle(train_batches, "train", run.done)
@@ -615,6 +699,7 @@ def search_channels(
             tb = _to_device(next(train_it), device, dtype)
             vb = _to_device(next(val_it), device, dtype)
             lr_now = w_opt.param_groups[0]["lr"]
+            alpha_lr_now = a_opt.param_groups[0]["lr"]
             objective.rank()
             # architecture step
             g_alpha, val_loss = alpha_gradients(
@@ -638,25 +723,55 @@ def search_channels(
             train_loss.backward()
             run.updating = True  # no error can be undone from here to the end of the step
             run.backup = None
-            w_opt.step()
-            sched.step()
-            return {
+            record = {
                 "step": step,
                 "steps": steps,
                 "train_loss": float(train_loss.detach()),
                 "val_loss": val_loss,
                 "weight_lr": lr_now,
+                "alpha_lr": alpha_lr_now,
             }
+            if grad_clip:
+                norm = torch.nn.utils.clip_grad_norm_(weights, grad_clip)
+                record["grad_norm"] = float(norm)  # before clipping
+            w_opt.step()
+            sched.step()
+            if a_sched is not None:
+                a_sched.step()
+            return record
 
-        stop_reason = _run_steps(run, one_step, progress, checkpoints)
+        def end_of_epoch(step: int) -> None:
+            if steps_per_epoch is None or (step % steps_per_epoch and step != steps):
+                return
+            if output is None and val_pairs is None:
+                return
+            record = run.history[-1]
+            record["epoch"] = epoch = math.ceil(step / steps_per_epoch)
+            record["argmax_config"] = config = argmax_configuration(alphas, candidates)
+            if output is not None:
+                write_epoch_config(output, epoch, config)
+            if val_pairs is None:
+                return
+            earlier = [h["val_psnr"] for h in run.history[:-1] if "val_psnr" in h]
+            record["val_psnr"] = score = validation_psnr(objective, alphas, val_pairs)
+            if not earlier or score >= max(earlier):  # ties: the later epoch, as the release
+                record["best"] = True
+                if output is not None:
+                    from ..fileio import atomic_write_bytes
+
+                    atomic_write_bytes(
+                        Path(output) / BEST_CONFIG, format_channel_config(config).encode()
+                    )
+
+        stop_reason = _run_steps(run, one_step, progress, checkpoints, end_of_epoch)
 
     history = run.history
     probs = [F.softmax(a.detach().double(), dim=-1).cpu() for a in alphas]
-    argmax = [c[int(p.argmax())] for p, c in zip(probs, candidates, strict=True)]
+    argmax = argmax_configuration(alphas, candidates)
     exp_widths = expected_widths(probs, candidates)
     fit = None
     final = argmax
-    if budget is not None:
+    if select == "budget" and budget is not None:
         fit = fit_to_budget(cost_model, exp_widths, budget, multiple)
         final = fit.channel_config
     params, macs = config_cost(model.arch, final, input_hw)  # type: ignore[arg-type]
@@ -685,7 +800,98 @@ def search_channels(
         duals=duals.eval(),
         stop_reason=stop_reason,
         checkpoint=run.checkpoint,
+        select=select,
+        best=_best_epoch(history),
     )
+
+
+def argmax_configuration(
+    alphas: Sequence[torch.Tensor], candidates: Sequence[Sequence[int]]
+) -> list[int]:
+    """The most likely candidate of every layer (the first one on ties, as ``torch.max``)."""
+    return [
+        int(c[int(torch.argmax(a.detach().double().cpu()))])
+        for a, c in zip(alphas, candidates, strict=True)
+    ]
+
+
+def write_epoch_config(output: str | Path, epoch: int, config: Sequence[int]) -> Path:
+    """Write ``OUT/epochs/channel_config-epoch-NNNN.txt`` atomically (the release writes
+    ``channel_configs_{epoch}.txt`` every epoch)."""
+    from ..fileio import atomic_write_bytes
+
+    path = Path(output) / EPOCH_DIR / f"channel_config-epoch-{epoch:04d}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(path, format_channel_config(config).encode())
+
+
+def load_validation_pairs(folder: str | Path, scale: int) -> list[tuple[Any, Any]]:
+    """``(HR, LR)`` uint8 pairs of the images in ``folder`` (the evaluation protocol: HR cropped
+    to a multiple of the scale, MATLAB-style bicubic LR). DualSRError for a missing folder, an
+    unreadable image or one too small for the release's border of ``scale + 6`` pixels."""
+    from ..data.image_io import load_rgb_uint8
+    from ..evaluation import benchmark_images, make_pair
+
+    try:
+        _, files = benchmark_images(folder)
+    except DualSRError as exc:
+        raise DualSRError(f"--val {folder}: {exc}") from None
+    pairs = []
+    border = scale + 6
+    for path in files:
+        try:
+            hr, lr = make_pair(load_rgb_uint8(path), scale)
+        except DualSRError as exc:
+            raise DualSRError(f"--val: {path}: {exc}") from None
+        if min(hr.shape[:2]) <= 2 * border:
+            raise DualSRError(
+                f"--val: {path} is {hr.shape[1]}x{hr.shape[0]}, too small for the validation "
+                f"border of {border} pixels (scale + 6)"
+            )
+        pairs.append((hr, lr))
+    return pairs
+
+
+@torch.no_grad()
+def validation_psnr(
+    objective: SearchObjective,
+    alphas: Sequence[torch.Tensor],
+    pairs: Sequence[tuple[Any, Any]],
+) -> float:
+    """Mean PSNR of the soft-masked network (the search's network, current weights and logits)
+    on ``pairs`` (:func:`load_validation_pairs`), measured as the release's search measures it
+    (``DRN/channel_search/__init__.py`` ``validate``, ``utility.calc_psnr`` without
+    ``benchmark``): outputs rounded to 8 bits, RGB, ``scale + 6`` border pixels shaved. This is
+    not the benchmark PSNR (Y, border ``scale``).
+    """
+    from ..metrics import psnr
+
+    model = objective.net.model
+    param = next(model.parameters())
+    objective.rank()  # the current weights' ranking (the next step ranks again)
+    objective.masks.masks = objective.soft_masks([a.detach() for a in alphas])
+    scores = []
+    for hr, lr in pairs:
+        x = torch.from_numpy(lr).permute(2, 0, 1)[None].to(device=param.device, dtype=param.dtype)
+        sr = model(x)[-1][0].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        scores.append(psnr(sr, hr, crop_border=model.scale + 6, y_channel=False))
+    return float(sum(scores) / len(scores))
+
+
+def _best_epoch(history: Sequence[dict]) -> dict | None:
+    """The record of the epoch with the best validation PSNR (the later on ties), or None."""
+    best = None
+    for record in history:
+        if "val_psnr" in record and (best is None or record["val_psnr"] >= best["val_psnr"]):
+            best = record
+    if best is None:
+        return None
+    return {
+        "epoch": best["epoch"],
+        "step": best["step"],
+        "val_psnr": best["val_psnr"],
+        "channel_config": list(best["argmax_config"]),
+    }
 
 
 class _Run:
@@ -707,9 +913,10 @@ class _Run:
         sched: torch.optim.lr_scheduler.LRScheduler,
         steps: int,
         start: float,
+        a_sched: torch.optim.lr_scheduler.LRScheduler | None = None,
     ) -> None:
         self.model, self.duals, self.alphas = model, duals, alphas
-        self.w_opt, self.a_opt, self.sched = w_opt, a_opt, sched
+        self.w_opt, self.a_opt, self.sched, self.a_sched = w_opt, a_opt, sched, a_sched
         self.steps = steps
         self.start = start  # perf_counter() at the start of this call
         self.seconds_before = 0.0  # spent before a resume
@@ -731,6 +938,14 @@ class _Run:
         self.w_opt.load_state_dict(state.optimizers["weights"])
         self.a_opt.load_state_dict(state.optimizers["alphas"])
         self.sched.load_state_dict(state.schedule)
+        if (self.a_sched is not None) != bool(state.alpha_schedule):
+            saved = "cosine" if state.alpha_schedule else "constant"
+            raise ConfigError(
+                f"the saved search has a {saved} logit learning rate: resume it with "
+                f"alpha_schedule={saved!r} (--alpha-schedule {saved})"
+            )
+        if self.a_sched is not None:
+            self.a_sched.load_state_dict(state.alpha_schedule)
         self.done = self.saved_step = state.step
         self.history = [dict(h) for h in state.history]
         self.seconds_before = state.seconds
@@ -747,6 +962,7 @@ class _Run:
             alphas=[a.detach() for a in self.alphas],
             optimizers={"weights": self.w_opt.state_dict(), "alphas": self.a_opt.state_dict()},
             schedule=self.sched.state_dict(),
+            alpha_schedule=self.a_sched.state_dict() if self.a_sched is not None else {},
             history=self.history,
             seconds=self.seconds(),
             rng=capture_rng(),
@@ -791,8 +1007,12 @@ def _run_steps(
     one_step: Callable[[int], dict],
     progress: Callable[[dict], bool | None] | None,
     checkpoints: SearchCheckpoints | None,
+    after_step: Callable[[int], None] | None = None,
 ) -> str | None:
-    """The steps from ``run.done`` to the end, or to a stop request (its reason is returned)."""
+    """The steps from ``run.done`` to the end, or to a stop request (its reason is returned).
+
+    ``after_step(step)`` runs after each completed step, before ``progress`` and the checkpoint
+    (so what it adds to the step's history record is saved with it)."""
     signals: Any = None
     if checkpoints is not None:
         from ..training.loop import StopSignals
@@ -802,6 +1022,8 @@ def _run_steps(
         with signals if signals is not None else contextlib.nullcontext():
             for step in range(run.done + 1, run.steps + 1):
                 run.complete(one_step(step))
+                if after_step is not None:
+                    after_step(step)
                 wants_stop = progress is not None and bool(progress(run.history[-1]))
                 received = signals.received if signals is not None else None
                 reason = received or ("callback" if wants_stop else None)

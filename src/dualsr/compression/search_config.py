@@ -29,7 +29,14 @@ from typing import Any, Literal
 
 from ..errors import ConfigError
 from .budget import DEFAULT_INPUT_HW, DEFAULT_TOLERANCE, Budget
-from .search import PAPER_RATIOS, check_rate
+from .search import (
+    ALPHA_BETAS,
+    ALPHA_SCHEDULES,
+    GRAD_CLIP,
+    PAPER_RATIOS,
+    SELECTIONS,
+    check_rate,
+)
 
 #: What a run needs besides the defaults (checked with ``complete=True``).
 REQUIRED = ("model", "data", "rate", "output")
@@ -38,6 +45,14 @@ DEFAULT_SAVE_EVERY = "5m"
 #: Options that ``--resume`` may change: they do not change the search's numbers (``device``
 #: may change the last bits).
 RESUME_MAY_CHANGE = ("output", "cache", "cache_dir", "device", "save_weights", "save_every")
+#: What a checkpoint written before these options existed meant by them (its search ran that
+#: way): ``--resume`` of such a checkpoint continues with these values, not today's defaults.
+LEGACY_VALUES: dict[str, Any] = {
+    "alpha_betas": [0.5, 0.999],
+    "alpha_schedule": "constant",
+    "grad_clip": 0.0,
+    "val": None,
+}
 
 
 @dataclass
@@ -62,7 +77,12 @@ class SearchOptions:
     multiple: int = 4
     lr_weights: float = 1e-4
     lr_alpha: float = 3e-4
+    alpha_betas: list[float] = field(default_factory=lambda: list(ALPHA_BETAS))  # Adam of alpha
+    alpha_schedule: Literal["cosine", "constant"] = "cosine"  # the logits' lr: like the weights'
     alpha_weight_decay: float = 1e-3
+    grad_clip: float = GRAD_CLIP  # max gradient norm of the weight step; 0: no clipping
+    select: Literal["argmax", "budget"] = "argmax"  # final configuration: argmax or budget fit
+    val: str | None = None  # folder of HR validation images (best epoch by PSNR), e.g. Set5
     dual_weight: float = 0.1
     patch_size: int = 192
     batch_size: int = 16
@@ -142,7 +162,7 @@ class SearchOptions:
                 parts += [flag, *value]
             elif key == "input_size":
                 parts += [flag, f"{value[0]}x{value[1]}"]
-            elif key == "ratios":
+            elif key in ("ratios", "alpha_betas"):
                 parts += [flag, ",".join(f"{r:g}" for r in value)]
             else:
                 parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
@@ -191,6 +211,12 @@ def resume_options(
     and may change only :data:`RESUME_MAY_CHANGE`; any other difference is a ConfigError naming
     the options. ``output`` becomes ``resume_dir`` (unless the saved one is the same folder).
     """
+    saved = dict(saved)
+    for key, value in LEGACY_VALUES.items():
+        saved.setdefault(key, value)
+    if "select" not in saved:  # before --select: a budget was always fitted
+        given_budget = saved.get("budget_params") is not None or saved.get("budget_macs")
+        saved["select"] = "budget" if given_budget else "argmax"
     try:
         base = SearchOptions.from_dict(saved, complete=True)
     except ConfigError as exc:
@@ -237,6 +263,8 @@ def _same_path(a: str | Path | None, b: str | Path | None) -> bool:
 def _same_option(key: str, a: Any, b: Any) -> bool:
     if key == "model" and a is not None and b is not None:
         return a == b or _same_path(a, b)
+    if key == "val" and a is not None and b is not None:
+        return _same_path(a, b)
     if key == "data" and a is not None and b is not None:
         return len(a) == len(b) and all(_same_path(x, y) for x, y in zip(a, b, strict=True))
     return a == b
@@ -323,6 +351,8 @@ def _convert(opts: dict[str, Any], complete: bool) -> dict[str, Any]:
         opts["rate"] = check_rate(opts["rate"])
     opts["input_size"] = list(parse_hw(opts["input_size"]))
     opts["ratios"] = list(parse_ratios(opts["ratios"]))
+    opts["alpha_betas"] = list(parse_betas(opts["alpha_betas"]))
+    opts["grad_clip"] = parse_grad_clip(opts["grad_clip"])
     for key in ("budget_params", "budget_macs"):
         if opts[key] is not None:
             opts[key] = parse_count(opts[key], _flag(key))
@@ -342,11 +372,27 @@ def _convert(opts: dict[str, Any], complete: bool) -> dict[str, Any]:
         raise ConfigError(f"--epochs must be positive, got {opts['epochs']}")
     if opts["order"] not in ("first", "second"):
         raise ConfigError(f"--order must be 'first' or 'second', got {opts['order']!r}")
+    if opts["alpha_schedule"] not in ALPHA_SCHEDULES:
+        raise ConfigError(
+            f"--alpha-schedule must be cosine or constant, got {opts['alpha_schedule']!r}"
+        )
+    if opts["select"] not in SELECTIONS:
+        raise ConfigError(f"--select must be argmax or budget, got {opts['select']!r}")
+    has_budget = opts["budget_params"] is not None or opts["budget_macs"] is not None
+    if opts["select"] == "budget" and not has_budget:
+        raise ConfigError("--select budget needs --budget-params or --budget-macs")
+    if opts["select"] == "argmax" and has_budget:
+        flag = "--budget-params" if opts["budget_params"] is not None else "--budget-macs"
+        raise ConfigError(
+            f"{flag} is not used by --select argmax (the default, the paper's final step: the "
+            f"most likely width of every layer, whatever its size); add --select budget to fit "
+            f"the configuration to {flag}, or drop {flag}"
+        )
     if opts["cache"] not in ("disk", "memory"):
         raise ConfigError(f"--cache must be disk or memory, got {opts['cache']!r}")
     if opts["device"] not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"--device must be auto, cpu or cuda, got {opts['device']!r}")
-    for key in ("output", "model"):
+    for key in ("output", "model", "val"):
         if opts[key] is not None:
             opts[key] = str(opts[key])
     opts["save_weights"] = bool(opts["save_weights"])
@@ -398,6 +444,38 @@ def parse_save_every(value: str | int | float, option: str = "--save-every") -> 
             f"1h, got {value!r}"
         )
     return f"{float(m.group(1)):g}{m.group(2).lower()[0]}"
+
+
+def parse_betas(value: str | list | tuple, option: str = "--alpha-betas") -> tuple[float, float]:
+    """``0.9,0.999`` or ``[0.9, 0.999]`` as Adam's ``(beta1, beta2)``, each in [0, 1)."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    try:
+        betas = tuple(float(x) for x in items if str(x).strip())
+    except (TypeError, ValueError):
+        betas = ()
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ConfigError(
+            f"{option}: expected two numbers in [0, 1) such as 0.9,0.999, got {value!r}"
+        )
+    return betas[0], betas[1]
+
+
+def parse_grad_clip(value: str | float | None, option: str = "--grad-clip") -> float:
+    """A gradient-norm limit: a positive number, or 0 / ``none`` / ``off`` for no clipping (0)."""
+    if value is None or str(value).strip().lower() in ("none", "off", "no", "false"):
+        return 0.0
+    if isinstance(value, bool):
+        raise ConfigError(f"{option}: expected a number such as 5 or none, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise ConfigError(
+            f"{option}: expected a positive number such as 5, or 0/none for no clipping, "
+            f"got {value!r}"
+        )
+    return number
 
 
 def parse_hw(value: str | list | tuple, option: str = "--input-size") -> tuple[int, int]:

@@ -5,9 +5,10 @@ format and helpers) of the search's model and duals, plus the search state:
 
 * ``optim.weights.*`` / ``optim.alphas.*``: the Adam states of the weights and of the logits;
 * ``train.tensor.alpha.<i>``: the architecture logits of every searched layer;
-* ``train.rng.*`` and the header: the step, the resolved options (``config``), the LR schedule
-  (the scheduler's state), the history recorded so far, the seconds spent, the Python, numpy and
-  torch RNG states, and what the caller adds (``info``: the model source, the data).
+* ``train.rng.*`` and the header: the step, the resolved options (``config``), the LR schedules
+  (the schedulers' states: the weights', and the logits' when it is annealed), the history
+  recorded so far, the seconds spent, the Python, numpy and torch RNG states, and what the
+  caller adds (``info``: the model source, the data).
 
 Files: ``OUT/checkpoints/search-step-000123.safetensors``, written atomically; the last
 ``keep`` (2) are kept. :func:`load_search_checkpoint` reads the newest usable one and falls back
@@ -49,7 +50,8 @@ class SearchState:
     """Everything a resumed search needs besides the model and dual weights.
 
     ``step`` steps of ``steps`` are done. ``optimizers`` holds the ``weights`` and ``alphas``
-    Adam states, ``schedule`` the weights' LR scheduler state; ``seconds`` is the search time
+    Adam states, ``schedule`` the weights' LR scheduler state, ``alpha_schedule`` the logits'
+    (empty when their learning rate is constant); ``seconds`` is the search time
     spent so far; ``options`` the resolved options of the run (empty from the library) and
     ``info`` what else the caller stored (e.g. the model source).
     """
@@ -59,6 +61,7 @@ class SearchState:
     alphas: list[torch.Tensor]
     optimizers: dict[str, dict[str, Any]]
     schedule: dict[str, Any]
+    alpha_schedule: dict[str, Any] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     rng: dict[str, Any] = field(default_factory=dict)
@@ -166,6 +169,7 @@ def encode_search_state(
             "kind": KIND,
             "steps": state.steps,
             "schedule": state.schedule,
+            "alpha_schedule": state.alpha_schedule,
             "history": state.history,
             "seconds": state.seconds,
             "info": dict(info if info is not None else state.info),
@@ -194,6 +198,7 @@ def decode_search_state(state: TrainingState, path: Path) -> SearchState:
             alphas=alphas,
             optimizers=state.optimizers,
             schedule=dict(extra["schedule"]),
+            alpha_schedule=dict(extra.get("alpha_schedule") or {}),
             history=list(extra.get("history", [])),
             seconds=float(extra.get("seconds", 0.0)),
             rng=state.rng,
