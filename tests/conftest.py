@@ -62,3 +62,15 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
     return dualsr.save_model(
         tmp_path / "tiny.safetensors", tiny_model(), metadata={"note": "test model"}
     )
+
+
+@pytest.fixture
+def train_folder(tmp_path: Path) -> Path:
+    """Four 32 x 32 synthetic training images (search and prune data)."""
+    from dualsr.data.image_io import write_image
+
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i in range(4):
+        write_image(folder / f"img{i}.png", random_image(32, 32, seed=10 + i))
+    return folder

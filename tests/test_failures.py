@@ -76,15 +76,6 @@ def test_eval_checks_folders_and_out_before_any_work(
 # ----------------------------------------------------------------------------------------------
 # search, prune, finetune, train: outputs checked first, results kept
 # ----------------------------------------------------------------------------------------------
-@pytest.fixture
-def train_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "train"
-    folder.mkdir()
-    for i in range(4):
-        write_image(folder / f"img{i}.png", random_image(32, 32, seed=10 + i))
-    return folder
-
-
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

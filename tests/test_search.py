@@ -349,15 +349,6 @@ def test_search_argument_errors() -> None:
 # ----------------------------------------------------------------------------------------------
 # The command line
 # ----------------------------------------------------------------------------------------------
-@pytest.fixture
-def train_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "train"
-    folder.mkdir()
-    for i in range(4):
-        write_image(folder / f"img{i}.png", random_image(32, 32, seed=10 + i))
-    return folder
-
-
 def test_cli_search_writes_a_loadable_configuration(
     tmp_path: Path, train_folder: Path, capsys: pytest.CaptureFixture
 ) -> None:
