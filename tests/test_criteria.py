@@ -22,6 +22,7 @@ from dualsr.compression.criteria import (
     l1_scores,
     lasso,
     lasso_select,
+    lasso_select_moments,
     least_squares,
     rate_config,
     register_criterion,
@@ -132,7 +133,9 @@ def test_cp_selects_the_lasso_support_and_refits_by_least_squares() -> None:
     assert torch.allclose(sel.weight.flatten(), torch.tensor([3.0, 2.0]), atol=1e-4)
 
 
-def test_thinet_greedy_removal_by_hand() -> None:
+def test_thinet_squared_greedy_removal_by_hand() -> None:
+    # the squared error (our earlier default, now error="squared"; with "abs" all three units
+    # tie at step 1 here)
     # two samples; unit contributions z0 = (1, 0), z1 = (-1, 0), z2 = (0.5, 0.5)
     z = torch.tensor([[1.0, -1.0, 0.5], [0.0, 0.0, 0.5]])
     stats = FeatureStats(
@@ -143,11 +146,92 @@ def test_thinet_greedy_removal_by_hand() -> None:
     )
     # contributions 2z: step 1 costs |2z_j|^2 = 4, 4, 2 -> remove 2; step 2: acc = (1, 1):
     # |(3, 1)|^2 = 10 vs |(-1, 1)|^2 = 2 -> remove 1; keep 0
-    sel = thinet_select(stats, 1)
+    sel = thinet_select(stats, 1, error="squared")
     assert sel.keep == [0]
     # scale s: min |(2, 0) s - (0.5, 0.5)|^2 -> s = 0.25; new weight = 2 * 0.25
     assert sel.weight is not None
     assert torch.allclose(sel.weight.flatten(), torch.tensor([0.5]), atol=1e-5)
+
+
+def _unit_stats(z: torch.Tensor) -> FeatureStats:
+    """Stats of a 1x1 conv with one output and weight 1: the contributions are ``z``."""
+    return FeatureStats(
+        patches=z[:, :, None],
+        targets=z.sum(1, keepdim=True),
+        out_channel=torch.zeros(len(z), dtype=torch.long),
+        weight=torch.ones(1, z.shape[1], 1, 1),
+    )
+
+
+def test_thinet_abs_error_greedy_differs_from_the_squared_one_by_hand() -> None:
+    # four samples, contributions of units a, b, c, d (columns)
+    a, b, c, d = [1.0] * 4, [2.5, 0, 0, 0], [3.0] * 4, [-2.4, 0, 0, 0.2]
+    z = torch.tensor([a, b, c, d]).T
+    # abs, step 1: |a| = 4, |b| = 2.5, |c| = 12, |d| = 2.6 -> remove b; step 2, acc = b:
+    # |a + b| = 3.5 + 3 = 6.5, |c + b| = 5.5 + 9 = 14.5, |d + b| = 0.1 + 0.2 = 0.3 -> remove d
+    sel = thinet_select(_unit_stats(z), 2)  # error="abs" is the default (released code)
+    assert sel.keep == [0, 2]
+    assert thinet_select(_unit_stats(z), 2, error="abs").keep == [0, 2]
+    # squared, step 1: a 4, b 6.25, c 36, d 5.8 -> remove a; step 2, acc = a:
+    # b 3.5^2 + 3 = 15.25, c 4^2 * 4 = 64, d 1.4^2 + 1 + 1 + 1.2^2 = 5.4 -> remove d
+    assert thinet_select(_unit_stats(z), 2, error="squared").keep == [1, 2]
+    # the scales are the least-squares fit of the kept contributions to the targets
+    assert sel.scales is not None and sel.weight is not None
+    expected = torch.linalg.lstsq(z[:, [0, 2]].double(), z.sum(1).double()[:, None]).solution
+    assert torch.allclose(sel.scales.double(), expected.flatten(), atol=1e-4)
+    assert torch.allclose(sel.weight.flatten(), sel.scales)  # pretrained weight 1 x scales
+    with pytest.raises(ConfigError, match="thinet_error must be one of: abs, squared"):
+        thinet_select(_unit_stats(z), 2, error="cube")
+
+
+def test_cp_all_outputs_design_keeps_a_unit_that_matters_only_for_an_unsampled_output() -> None:
+    p = _orthonormal_design(64, 3)  # 1x1 conv inputs, p^T p / S = I
+    weight = torch.tensor([[1.0, 0.5, 0.0], [0.0, 0.0, 3.0]]).view(2, 3, 1, 1)
+    stats = FeatureStats(
+        patches=p[:, :, None],
+        targets=p @ weight.flatten(1).T,
+        out_channel=torch.zeros(len(p), dtype=torch.long),  # every sample draws output 0
+        weight=weight,
+    )
+    # unit 2 feeds output 1 only: invisible to the sampled design, which keeps 0 and 1
+    assert cp_select(stats, 2, design="sampled").keep == [0, 1]
+    # all outputs (the default): q = z^T y / (S O) = (0.5, 0.125, 4.5) with a diagonal Gram,
+    # so the LASSO drops unit 1 first
+    sel = cp_select(stats, 2)
+    assert sel.keep == [0, 2]
+    assert cp_select(stats, 2, design="all").keep == [0, 2]
+    gram, q = stats.all_outputs_moments()
+    assert torch.allclose(q, torch.tensor([0.5, 0.125, 4.5], dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(gram, torch.diag(torch.tensor([0.5, 0.125, 4.5])).double(), atol=1e-6)
+    # the re-fit over all outputs: output 0 keeps unit 0's weight, output 1 unit 2's
+    assert sel.weight is not None
+    assert torch.allclose(sel.weight.flatten(1), torch.tensor([[1.0, 0.0], [0.0, 3.0]]), atol=1e-4)
+    with pytest.raises(ConfigError, match="cp_design must be one of: all, sampled"):
+        cp_select(stats, 2, design="every")
+
+
+def test_all_outputs_moments_equal_the_explicit_design() -> None:
+    gen = torch.Generator().manual_seed(5)
+    s, c, kk, o = 40, 5, 9, 4
+    stats = FeatureStats(
+        patches=torch.randn(s, c, kk, generator=gen),
+        targets=torch.randn(s, o, generator=gen),
+        out_channel=torch.zeros(s, dtype=torch.long),
+        weight=torch.randn(o, c, 3, 3, generator=gen),
+    )
+    z, y = stats.all_outputs_design()
+    assert z.shape == (s * o, c) and y.shape == (s * o,)
+    # row s * O + o holds unit c's contribution to output o at sample s
+    w = stats.weight.flatten(2)
+    for si, oi in [(0, 0), (3, 2), (s - 1, o - 1)]:
+        row = (stats.patches[si] * w[oi]).sum(-1).double()
+        assert torch.allclose(z[si * o + oi], row, atol=1e-10)
+        assert y[si * o + oi] == stats.targets[si, oi].double()
+    gram, q = stats.all_outputs_moments()
+    assert torch.allclose(gram, z.T @ z / len(y), rtol=1e-10, atol=1e-12)
+    assert torch.allclose(q, z.T @ y / len(y), rtol=1e-10, atol=1e-12)
+    # and so the selection from the moments is the selection from the explicit design
+    assert lasso_select_moments(gram, q, 2)[0] == lasso_select(z, y, 2)[0]
 
 
 def test_feature_stats_contributions() -> None:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import dualsr
 from dualsr.compression import greedy, prune
-from dualsr.compression.criteria import Criterion, get_criterion
+from dualsr.compression.criteria import Criterion, FeatureStats, get_criterion
 from dualsr.compression.layers import ChannelMasks, SearchedLayer, hard_masks, searched_layers
 from dualsr.compression.prune import (
     LayerObjective,
@@ -215,6 +215,12 @@ def test_user_errors_are_clear() -> None:
         prune_model(model, duals, config, batches, channels_per_pass=0)
     with pytest.raises(ConfigError, match="greedy"):
         prune_model(model, duals, config, batches, greedy="fast")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="thinet_error must be one of: abs, squared"):
+        prune_model(model, duals, config, batches, method="thinet", thinet_error="cube")
+    with pytest.raises(ConfigError, match="thinet_targets must be one of: pruned, original"):
+        prune_model(model, duals, config, batches, method="thinet", thinet_targets="teacher")
+    with pytest.raises(ConfigError, match="cp_design must be one of: all, sampled"):
+        prune_model(model, duals, config, batches, method="cp", cp_design="every")
 
 
 def test_feature_stats_reproduce_the_consumer_output() -> None:
@@ -231,6 +237,147 @@ def test_feature_stats_reproduce_the_consumer_output() -> None:
         assert torch.allclose(
             stats.contributions().sum(1), stats.sampled_targets(), rtol=1e-4, atol=1e-3
         )
+
+
+def _at(
+    outputs: list[torch.Tensor], positions: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """The consumer outputs (bias subtracted) at sampled (batch, image, y, x) positions."""
+    t = torch.stack([outputs[b][n, :, y, x] for b, n, y, x in positions.tolist()])
+    return t - bias.detach() if bias is not None else t
+
+
+@pytest.mark.parametrize("targets", ["pruned", "original"])
+def test_thinet_targets_come_from_the_network_being_pruned(
+    monkeypatch: pytest.MonkeyPatch, targets: str
+) -> None:
+    model, duals = _tiny()
+    config = model.channel_widths()
+    config[0] //= 2  # down.0 pruned first, then down.1 (its input now differs from the teacher's)
+    config[1] //= 2
+    batches = [_pyramid(seed=1), _pyramid(seed=2)]
+    seen = []
+    collect = prune.collect_feature_stats
+
+    def spy(
+        work: dualsr.DRN, layer: SearchedLayer, source: SearchedLayer, outputs: list, *args: object
+    ) -> FeatureStats:
+        own = teacher_features(work, layer, batches)  # the network being pruned, right now
+        stats = collect(work, layer, source, outputs, *args)
+        seen.append((layer.index, stats, own))
+        return stats
+
+    monkeypatch.setattr(prune, "collect_feature_stats", spy)
+    opts = PruneOptions(method="thinet", thinet_targets=targets)
+    result = prune_masked(model, duals, config, batches, opts)
+    assert [index for index, _, _ in seen] == [0, 1]
+    for index, stats, own in seen:
+        tlayer = searched_layers(model)[index]
+        teacher = teacher_features(model, tlayer, batches)
+        assert stats.positions is not None
+        from_teacher = _at(teacher, stats.positions, tlayer.consumer.bias)
+        from_work = _at(own, stats.positions, tlayer.consumer.bias)
+        expected = from_work if targets == "pruned" else from_teacher
+        assert torch.allclose(stats.targets, expected, atol=1e-5)
+        if index == 0:  # nothing pruned before the first layer: both are the same
+            assert torch.allclose(from_work, from_teacher, atol=1e-4)
+        else:
+            assert not torch.allclose(from_work, from_teacher, atol=1e-2)
+        if targets == "pruned":  # the work network's conv on the sampled input patches
+            pred = stats.patches.flatten(1) @ stats.weight.flatten(1).T
+            assert torch.allclose(pred, stats.targets, rtol=1e-4, atol=1e-3)
+    # pruned targets come from a truncated pass of the network being pruned, not the teacher's
+    passes = (result.stats.teacher_passes, result.stats.feature_passes)
+    assert passes == ((0, 4) if targets == "pruned" else (2, 2))
+
+
+def test_thinet_local_sgd_moves_the_kept_weights_and_counts_its_passes() -> None:
+    model, duals = _tiny()
+    config = model.channel_widths()
+    config[3] //= 2  # one RCAB (its consumer has a bias); the other layers stay full
+    batches = [_pyramid(seed=1), _pyramid(seed=2)]
+
+    def run(epochs: int, duals: dualsr.DualModels | None = duals, **kw: float) -> prune.PruneResult:
+        opts = PruneOptions(method="thinet", local_epochs=epochs, local_lr=1e-2, **kw)
+        return prune_masked(model, duals, config, batches, opts)
+
+    plain, tuned = run(0), run(1)
+    keep = plain.keep[3]
+    assert tuned.keep == plain.keep and len(keep) == config[3]
+    assert (plain.stats.local_passes, tuned.stats.local_passes) == (0, 1)
+    assert tuned.stats.layers[3].local_passes == 1 and tuned.stats.passes == 1
+    orig = searched_layers(model)[3].consumer
+    a, b = searched_layers(plain.model)[3].consumer, searched_layers(tuned.model)[3].consumer
+    dropped = [j for j in range(orig.in_channels) if j not in keep]
+    # without local SGD: each kept slice is the pretrained one times its scale, bias untouched
+    w = orig.weight[:, keep]
+    scales = (a.weight[:, keep] * w).sum((0, 2, 3)) / w.pow(2).sum((0, 2, 3))
+    assert torch.allclose(a.weight[:, keep], w * scales.view(1, -1, 1, 1), atol=1e-6)
+    assert torch.equal(a.bias, orig.bias)
+    # with it: the kept slices and the bias move, the removed slices stay zero
+    assert (b.weight[:, keep] - a.weight[:, keep]).abs().max() > 1e-4
+    assert (b.bias - a.bias).abs().max() > 1e-4
+    assert not a.weight[:, dropped].any() and not b.weight[:, dropped].any()
+    # the SR loss has the dual term when the duals are given (and dual_weight > 0)
+    primal_only = searched_layers(run(1, None).model)[3].consumer
+    assert (primal_only.weight - b.weight).abs().max() > 1e-6
+    no_dual = searched_layers(run(1, dual_weight=0.0).model)[3].consumer
+    assert torch.equal(no_dual.weight, primal_only.weight)
+    # --no-local-bias keeps the bias
+    assert torch.equal(searched_layers(run(1, local_bias=False).model)[3].consumer.bias, orig.bias)
+
+
+def test_thinet_local_sgd_is_the_released_update_of_pruned_weight_with_beta_fixed() -> None:
+    """The released finetune_params steps ``pruned_weight`` (and the bias) of a MaskConv2d whose
+    weight is ``pruned_weight * beta``, beta held fixed; ours steps the effective weight with
+    the gradient scaled by beta^2: the same trajectory."""
+    from torch.nn.utils import parametrize
+
+    model, duals = _tiny()
+    config = model.channel_widths()
+    config[3] //= 2
+    batches = [_pyramid(seed=1), _pyramid(seed=2)]
+    lr = 1e-2  # large enough for the moves to stand well above float32 rounding
+    opts = {"method": "thinet", "local_lr": lr}
+    plain = prune_masked(model, duals, config, batches, PruneOptions(local_epochs=0, **opts))
+    tuned = prune_masked(model, duals, config, batches, PruneOptions(local_epochs=1, **opts))
+    keep = plain.keep[3]
+    orig = searched_layers(model)[3].consumer.weight.detach().clone()
+    selected = searched_layers(plain.model)[3].consumer.weight.detach().clone()
+    mask = torch.zeros(orig.shape[1])
+    mask[keep] = 1
+    beta = (selected * orig).sum((0, 2, 3)) / orig.pow(2).sum((0, 2, 3)) * mask
+    assert (beta[keep] - 1).abs().max() > 0.05  # the scales matter
+
+    class Scaled(torch.nn.Module):
+        def forward(self, pruned_weight: torch.Tensor) -> torch.Tensor:
+            return pruned_weight * beta.view(1, -1, 1, 1)
+
+    # the reference: the released MaskConv2d formulation on the network after the selection
+    work = plain.model
+    layer = searched_layers(work)[3]
+    conv = layer.consumer
+    parametrize.register_parametrization(conv, "weight", Scaled())
+    pruned_weight = conv.parametrizations.weight.original
+    with torch.no_grad():
+        pruned_weight.copy_(orig * mask.view(1, -1, 1, 1))
+    pruned_weight.requires_grad_(True)
+    conv.bias.requires_grad_(True)
+    sgd = torch.optim.SGD([pruned_weight, conv.bias], lr=lr, momentum=0.9, nesterov=True)
+    targets = teacher_features(model, searched_layers(model)[3], batches)
+    with LayerObjective(work, layer, duals, gamma=1.0, dual_weight=0.1, mse_weight=0.0) as obj:
+        for pyramid, target in zip(batches, targets, strict=True):
+            sgd.zero_grad()
+            loss, _ = obj(pyramid, target)
+            loss.backward()
+            pruned_weight.grad.mul_(mask.view(1, -1, 1, 1))
+            sgd.step()
+    ours = searched_layers(tuned.model)[3].consumer
+    with torch.no_grad():
+        moved = ours.weight - selected
+        assert moved.abs().max() > 1e-4
+        assert torch.allclose(conv.weight - selected, moved, rtol=1e-3, atol=1e-6)
+        assert torch.allclose(conv.bias, ours.bias, rtol=1e-5, atol=1e-6)
 
 
 def test_the_greedy_names_stay_importable_from_prune() -> None:
@@ -482,6 +629,45 @@ def test_prune_cli_records_score_bias_and_rate_rounding(
     meta = dualsr.load_checkpoint(out).metadata
     assert meta["score"] == "dcp-paper" and meta["local_bias"] is False
     assert meta["rate_rounding"] is None and meta["channel_config"] == [2, 4, 8, 8, 8, 8]
+
+
+def test_prune_cli_records_thinet_and_cp_options(
+    tmp_path: Path, tiny_checkpoint: Path, train_folder: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from dualsr.cli import main
+
+    base = ["prune", "-m", str(tiny_checkpoint), "--rate", "0.5", "--data", str(train_folder)]
+    base += ["--images", "2", "--patch-size", "16", "--batch-size", "2"]
+    out = tmp_path / "t.safetensors"
+    assert main([*base, "--method", "thinet", "-o", str(out)]) == 0
+    meta = dualsr.load_checkpoint(out).metadata
+    # the defaults follow the released code; the local SGD epoch of each pruned layer is counted
+    assert (meta["thinet_error"], meta["thinet_targets"], meta["cp_design"]) == (
+        "abs",
+        "pruned",
+        "all",
+    )
+    assert meta["local_passes"] == meta["passes"] == len(meta["channel_config"])
+    out = tmp_path / "t2.safetensors"
+    extra = ["--thinet-error", "squared", "--thinet-targets", "original", "--local-epochs", "0"]
+    assert main([*base, "--method", "thinet", *extra, "-o", str(out)]) == 0
+    meta = dualsr.load_checkpoint(out).metadata
+    assert (meta["thinet_error"], meta["thinet_targets"]) == ("squared", "original")
+    assert meta["passes"] == 0
+    out = tmp_path / "c.safetensors"
+    assert main([*base, "--method", "cp", "--cp-design", "sampled", "-o", str(out)]) == 0
+    assert dualsr.load_checkpoint(out).metadata["cp_design"] == "sampled"
+    capsys.readouterr()
+
+    cases = [
+        (["--thinet-error", "cube"], "--thinet-error must be one of: abs, squared (got 'cube')"),
+        (["--thinet-targets", "teacher"], "--thinet-targets must be one of: pruned, original"),
+        (["--cp-design", "every"], "--cp-design must be one of: all, sampled (got 'every')"),
+    ]
+    for extra, message in cases:
+        assert main([*base, "--method", "thinet", *extra, "-o", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_greedy_vs_official_experiment_runs_on_a_tiny_model(

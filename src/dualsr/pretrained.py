@@ -7,6 +7,7 @@ without shipped weights is built with random weights and a warning.
 
 from __future__ import annotations
 
+import json
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -28,6 +29,23 @@ def shipped_weights(name: str) -> Path | None:
         return None
     path = Path(str(ref))
     return path if path.is_file() else None
+
+
+def shipped_provenance(name: str) -> dict:
+    """The provenance stored with a shipped model's weights (measured scores, speed, recipe), read
+    from the safetensors header only; {} when the preset ships no weights or records none."""
+    path = shipped_weights(name)
+    if path is None:
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    try:
+        value = json.loads(meta.get("provenance", "{}"))
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def resolve_model(spec: str) -> DRN:
@@ -105,10 +123,37 @@ def resolve_checkpoint_path(spec: str | Path) -> Path:
     )
 
 
-DEFAULT_PRESET = "drn-t50-x4"
+#: The model ``dualsr upscale`` uses without --model, per scale: the best shipped model of that
+#: scale (docs/RESULTS.md). drn-t-x4 runs a 1280x720 output in about 0.4 s on 2 cores (bf16);
+#: the lighter drn-t50-x4 stays available by name.
+DEFAULT_PRESETS: dict[int, str] = {4: "drn-t-x4", 8: "drn-t-x8"}
+DEFAULT_SCALE = 4
+DEFAULT_PRESET = DEFAULT_PRESETS[DEFAULT_SCALE]
 
 
-def default_model_name() -> str | None:
-    """The model ``dualsr upscale`` uses without --model: the lightweight x4 preset, when its
-    trained weights ship with the package; otherwise None (then --model is required)."""
-    return DEFAULT_PRESET if shipped_weights(DEFAULT_PRESET) is not None else None
+def default_model_name(scale: int = DEFAULT_SCALE) -> str | None:
+    """The model ``dualsr upscale`` uses without --model at ``scale``: the default preset of that
+    scale when its trained weights ship with the package; otherwise None."""
+    name = DEFAULT_PRESETS.get(int(scale))
+    return name if name is not None and shipped_weights(name) is not None else None
+
+
+def require_default_model(scale: int = DEFAULT_SCALE) -> str:
+    """:func:`default_model_name`, or a CheckpointError that says what to pass instead."""
+    name = default_model_name(scale)
+    if name is not None:
+        return name
+    shipped = sorted(
+        f"x{s} ({n})" for s, n in DEFAULT_PRESETS.items() if shipped_weights(n) is not None
+    )
+    released = [
+        r.name
+        for r in hub.RELEASES.values()
+        if r.preset in PRESETS and PRESETS[r.preset].scale == scale
+    ]
+    hint = f", a released x{scale} model ({', '.join(released)})" if released else ""
+    raise CheckpointError(
+        f"no trained x{scale} model ships with this package (shipped defaults: "
+        f"{', '.join(shipped) or 'none'}); pass --model with an x{scale} checkpoint file"
+        f"{hint} or an http(s) URL"
+    )

@@ -37,9 +37,15 @@ def add_set_option(p: argparse.ArgumentParser, example: str = "optim.lr=2e-4") -
 
 
 def add_inference_options(
-    parser: argparse.ArgumentParser, default_model: str | None, tile_by_default: bool = False
+    parser: argparse.ArgumentParser,
+    default_model: str | None,
+    tile_by_default: bool = False,
+    model_help: str | None = None,
 ) -> None:
     """--model, --tile, --tile-overlap, --self-ensemble, --device, --backend, --precision.
+
+    ``default_model`` None makes --model required unless ``model_help`` describes the default
+    (the command then chooses it itself, e.g. by --scale).
 
     Without ``tile_by_default`` whole images are processed unless --tile is given (evaluation
     protocol); with it, images larger than :data:`~dualsr.inference.DEFAULT_TILES` LR pixels
@@ -52,10 +58,11 @@ def add_inference_options(
         "--model",
         "-m",
         default=default_model,
-        required=default_model is None,
-        help="checkpoint (.safetensors or official .pt), preset name, 'bicubic', or an exported "
-        "model (.onnx, run with ONNX Runtime)"
-        + (f" (default: {default_model})" if default_model else ""),
+        required=default_model is None and model_help is None,
+        help="checkpoint (.safetensors or official .pt), preset name, released model name, "
+        "http(s) URL, 'bicubic', or an exported model (.onnx, run with ONNX Runtime)"
+        + (f" (default: {default_model})" if default_model else "")
+        + (f" ({model_help})" if model_help else ""),
     )
     g.add_argument(
         "--tile",

@@ -1,5 +1,6 @@
-"""``dualsr models``: list the presets with their sizes and whether weights ship, then the
-released models (by name) with the paper's scores and whether they are cached."""
+"""``dualsr models``: list the presets with their sizes and whether weights ship; the shipped
+models with their measured PSNR and speed; then the released models (by name) with the paper's
+scores and whether they are cached."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import argparse
 from .. import hub
 from ..models.drn import count_parameters
 from ..models.registry import PRESETS, create_model
-from ..pretrained import shipped_weights
+from ..pretrained import DEFAULT_PRESETS, shipped_provenance, shipped_weights
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -17,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         name,
         help="list model presets and released models",
         description="List the model presets, their parameter counts and "
-        "whether trained weights ship with this package; then the released models "
+        "whether trained weights ship with this package; the shipped models with the PSNR and "
+        "speed measured when they were packaged; then the released models "
         "(usable by name with --model, fetched by `dualsr download`) with the paper's x4 PSNR "
         "and whether they are in the cache.",
     )
@@ -33,8 +35,50 @@ def run(args: argparse.Namespace) -> int:
             f"{name:<14} {'x' + str(p.scale):>5} {p.n_feats:>7} {p.n_blocks:>5} {params:>11,}"
             f"  {weights}"
         )
+    print_shipped()
     print_releases()
     return 0
+
+
+SETS = ("Set5", "Set14", "BSD100")
+
+
+def print_shipped() -> None:
+    """The shipped models: measured PSNR (Y, border = scale) and time for a 1280x720 output."""
+    names = [n for n in PRESETS if shipped_weights(n)]
+    if not names:
+        return
+    defaults = {n: s for s, n in DEFAULT_PRESETS.items()}
+    print()
+    print(
+        f"{'shipped':<14} {'scale':>5} "
+        + " ".join(f"{s:>6}" for s in SETS)
+        + f" {'720p out':>9}  trained"
+    )
+    for name in names:
+        prov = shipped_provenance(name)
+        ev = prov.get("eval", {})
+        scores = " ".join(
+            f"{ev[s]['psnr']:>6.2f}" if isinstance(ev.get(s), dict) else f"{'-':>6}" for s in SETS
+        )
+        speed = prov.get("speed", {})
+        ms = f"{speed['ms']:>7.0f}ms" if isinstance(speed.get("ms"), int | float) else f"{'-':>9}"
+        cost = prov.get("cost", {})
+        trained = ""
+        if "steps" in cost:
+            trained = f"{cost['steps']:,} steps"
+            if "cpu_hours" in cost:
+                trained += f", {cost['cpu_hours']:.1f} CPU-h"
+        mark = f" (default x{defaults[name]})" if name in defaults else ""
+        print(
+            f"{name:<14} {'x' + str(PRESETS[name].scale):>5} {scores} {ms}  {trained or '-'}{mark}"
+        )
+    machine = next((shipped_provenance(n).get("speed", {}).get("machine") for n in names), None)
+    print(
+        "(measured PSNR in dB, Y channel; 720p out: one 1280x720 output, "
+        + (machine or "2 threads")
+        + "; docs/RESULTS.md)"
+    )
 
 
 def print_releases() -> None:

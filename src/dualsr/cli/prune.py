@@ -10,11 +10,18 @@ import torch
 
 from ..checkpoint import load_checkpoint, load_official_duals, save_model
 from ..compression.criteria import (
+    CP_DESIGNS,
     CRITERIA,
+    DEFAULT_CP_DESIGN,
     DEFAULT_RATE_ROUNDING,
     DEFAULT_SCORE,
+    DEFAULT_THINET_ERROR,
+    DEFAULT_THINET_TARGETS,
     GRADIENT_SCORES,
     RATE_ROUNDINGS,
+    THINET_ERRORS,
+    THINET_TARGETS,
+    check_choice,
     get_criterion,
     rate_config,
 )
@@ -107,8 +114,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         "--local-bias",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="drc/dcp: the local SGD also updates the consumer conv's bias, as the released code "
-        "(default: on; --no-local-bias keeps the pretrained bias)",
+        help="drc/dcp/thinet: the local SGD also updates the consumer conv's bias, as the "
+        "released code (default: on; --no-local-bias keeps the pretrained bias)",
     )
     g.add_argument(
         "--channels-per-pass",
@@ -119,7 +126,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         f"loop (default {DEFAULT_CHANNELS_PER_PASS})",
     )
     g.add_argument(
-        "--local-epochs", type=int, default=1, help="local SGD epochs per step (default 1)"
+        "--local-epochs",
+        type=int,
+        default=1,
+        help="local SGD epochs per selection step (drc/dcp), or after the selection on the SR "
+        "loss alone (thinet, as the released code; 0: none) (default 1)",
     )
     g.add_argument(
         "--refresh",
@@ -140,6 +151,28 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         type=int,
         default=DEFAULT_FEATURE_SAMPLES,
         help=f"positions sampled per layer by thinet and cp (default {DEFAULT_FEATURE_SAMPLES})",
+    )
+    g.add_argument(
+        "--thinet-error",
+        default=DEFAULT_THINET_ERROR,
+        metavar="|".join(THINET_ERRORS),
+        help="thinet: the greedy removes the channel minimising the summed change of the "
+        "sampled outputs in absolute value ('abs', released code) or squared ('squared') "
+        f"(default: {DEFAULT_THINET_ERROR})",
+    )
+    g.add_argument(
+        "--thinet-targets",
+        default=DEFAULT_THINET_TARGETS,
+        metavar="|".join(THINET_TARGETS),
+        help="thinet: reconstruct the layer's output in the network being 'pruned' (released "
+        f"code) or in the 'original' model (default: {DEFAULT_THINET_TARGETS})",
+    )
+    g.add_argument(
+        "--cp-design",
+        default=DEFAULT_CP_DESIGN,
+        metavar="|".join(CP_DESIGNS),
+        help="cp: the LASSO regresses 'all' output channels at each sampled position (released "
+        f"code) or one 'sampled' output channel (default: {DEFAULT_CP_DESIGN})",
     )
     g = p.add_argument_group("pruning data (not needed by l1 and uniform)")
     g.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR training images")
@@ -198,6 +231,9 @@ def pruning_batches(
 def run(args: argparse.Namespace) -> int:
     """Prune and save."""
     criterion = get_criterion(args.method)
+    check_choice("--thinet-error", args.thinet_error, THINET_ERRORS)
+    check_choice("--thinet-targets", args.thinet_targets, THINET_TARGETS)
+    check_choice("--cp-design", args.cp_design, CP_DESIGNS)
     check_output_file(args.output)  # now, not after the pruning
     ckpt = load_checkpoint(resolve_checkpoint_path(args.model), map_location=args.device)
     model, duals = ckpt.model.eval(), ckpt.duals
@@ -259,6 +295,9 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         score=args.score,
         local_bias=args.local_bias,
+        thinet_error=args.thinet_error,
+        thinet_targets=args.thinet_targets,
+        cp_design=args.cp_design,
         progress=progress,
     )
     stats = result.stats
@@ -279,6 +318,11 @@ def run(args: argparse.Namespace) -> int:
         # drc/dcp: the channel score ("official": sum_o ||g[o]||, "dcp-paper": ||g||)
         "score": args.score,
         "local_bias": args.local_bias,
+        # thinet: greedy error ("abs"/"squared") and targets ("pruned"/"original" network)
+        "thinet_error": args.thinet_error,
+        "thinet_targets": args.thinet_targets,
+        # cp: the LASSO design ("all" output channels per position, or one "sampled")
+        "cp_design": args.cp_design,
         "channels_per_pass": args.channels_per_pass,
         "local_epochs": args.local_epochs,
         "local_lr": args.local_lr,

@@ -31,7 +31,7 @@ from ..inference import (
     forward_bytes_per_lr_pixel,
     is_out_of_memory,
 )
-from ..pretrained import default_model_name
+from ..pretrained import DEFAULT_PRESETS, DEFAULT_SCALE, require_default_model
 from .common import add_inference_options, build_upscaler, ensure_writable_folder
 
 #: Output formats that cannot hold an alpha channel.
@@ -107,7 +107,22 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         help="read images above Pillow's decompression-bomb limit (about 179 M pixels); only "
         "for files you trust",
     )
-    add_inference_options(p, default_model=default_model_name(), tile_by_default=True)
+    p.add_argument(
+        "--scale",
+        type=int,
+        choices=sorted(DEFAULT_PRESETS),
+        default=None,
+        help="the model's scale: without --model it picks the shipped model of that scale ("
+        + ", ".join(f"x{s}: {n}" for s, n in sorted(DEFAULT_PRESETS.items()))
+        + f"; default x{DEFAULT_SCALE}); with --model it must match the model",
+    )
+    add_inference_options(
+        p,
+        default_model=None,
+        tile_by_default=True,
+        model_help="default: the shipped model of --scale, "
+        + ", ".join(f"{n} at x{s}" for s, n in sorted(DEFAULT_PRESETS.items())),
+    )
     return p
 
 
@@ -336,6 +351,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = [*args.inputs, *args.more_inputs]
     if not inputs:
         raise DualSRError("no input given: name image files, folders or globs (or -i INPUT)")
+    if args.model is None:
+        args.model = require_default_model(args.scale or DEFAULT_SCALE)
     if args.allow_huge:
         allow_huge_images()
     files, problems = expand_inputs(inputs, args.recursive)
@@ -355,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
         bar.total, bar.n = total, done
         bar.refresh()
 
-    upscaler = build_upscaler(args, progress=on_tile)
+    upscaler = build_upscaler(args, scale=args.scale, progress=on_tile)
     final_scale = args.outscale or upscaler.scale
     suffix = scale_suffix(final_scale) if args.suffix is None else args.suffix
     plan = plan_outputs(files, args.output, suffix, args.format, single_file)

@@ -10,16 +10,43 @@ name       needs         what it does
 l1         weights       score = L1 norm of the unit's producer filters (Li et al. 2017)
 uniform    weights       the same rate in every layer (a configuration, :func:`rate_config`);
                          selection as l1
-thinet     features      greedy removal of the units whose removal least changes the consumer
-                         output on sampled positions, then least-squares per-unit scales
-                         (Luo et al. 2017)
-cp         features      LASSO on the per-unit contributions to the consumer output, then a
-                         least-squares re-fit of the consumer weight (He et al. 2017)
+thinet     features      greedy removal of the units whose summed contribution to the consumer
+                         output stays smallest in absolute value on sampled (position, output
+                         channel) pairs, then least-squares per-unit scales, then (in the
+                         pruning loop) local SGD on the SR loss (Luo et al. 2017)
+cp         features      LASSO on the per-unit contributions to all output channels at sampled
+                         positions, then a least-squares re-fit of the consumer weight (He et
+                         al. 2017)
 dcp        gradients     score of the gradient of reconstruction MSE + gamma x primal loss
                          w.r.t. the unit's consumer weight slice (Zhuang et al. 2018)
 drc        gradients     the same with the dual regression term: MSE + gamma (primal + lambda
                          dual) (Guo et al. 2024)
 =========  ============  ==================================================================
+
+ThiNet and CP follow the released DRC code (``DRN/channel_pruning/thinet_prune.py``,
+``lasso_prune.py``, ``channel_selection.py``) by default, with our earlier variants as options:
+
+==================  ==========================================  ==============================
+option              default (released code)                     other value (our earlier one)
+==================  ==========================================  ==============================
+``thinet_error``    ``abs``: remove the ``j`` minimising        ``squared``: ``sum_s (...)^2``
+                    ``sum_s |sum_{t in T + j} z[s, t]|``
+``thinet_targets``  ``pruned``: targets are the network being   ``original``: the original
+                    pruned's own consumer output (all input     model's consumer output
+                    units present) at the sampled positions
+``cp_design``       ``all``: the LASSO design has one row per   ``sampled``: one random output
+                    (position, output channel), ``S*O x C``     channel per position, ``S x C``
+==================  ==========================================  ==============================
+
+(``thinet_targets`` is applied where the statistics are gathered,
+:func:`dualsr.compression.prune.collect_feature_stats`'s caller; CP always uses the original
+model's outputs, as the released code.) Deliberate differences from the released code: our
+targets (for ThiNet's scales, CP's LASSO and re-fit) have the consumer's bias subtracted, the right
+target for the weights; the released least-squares fits target the output *with* its bias and no
+intercept, and its LASSO (scikit-learn's ``Lasso``, ``fit_intercept=True`` by default) centres the
+design and the target instead. Our LASSO penalty is bisected on a log scale for at most ``n_keep``
+non-zeros (completed from the next solution); the released code bisects linearly for exactly that
+many.
 
 Gradient criteria score a unit ``j`` from the slice ``g = grad[:, j]`` (``O x kh x kw``) by one of
 :data:`GRADIENT_SCORES`: ``official`` (the default; the released DRC code,
@@ -34,9 +61,9 @@ channels); :func:`uniform_config` (multiples of 4) is the other rounding (:func:
 Criteria are stateless: ``weights`` criteria take the :class:`SearchedLayer` and return one score
 per unit; ``gradients`` criteria take the accumulated gradient of the consumer weight and return
 one score per unit; ``features`` criteria take :class:`FeatureStats` (sampled consumer inputs and
-teacher outputs) and the number of units to keep, and return a :class:`Selection` (kept units and,
-optionally, re-fitted consumer weights). The pruning loop that gathers these inputs lives in
-:mod:`dualsr.compression.prune`.
+target outputs) and the number of units to keep, and return a :class:`Selection` (kept units and,
+optionally, re-fitted consumer weights). The pruning loop that gathers these inputs, and runs
+ThiNet's local SGD after its selection, lives in :mod:`dualsr.compression.prune`.
 """
 
 from __future__ import annotations
@@ -62,20 +89,24 @@ class FeatureStats:
     """Sampled statistics of one searched layer's consumer conv, for feature-based criteria.
 
     ``S`` positions ``(image, y, x)`` are sampled; at each one we keep the consumer's input patch
-    (as computed by the network being pruned) and the original model's consumer output.
+    (as computed by the network being pruned) and the consumer's target output there: the
+    original model's (CP; ThiNet with ``thinet_targets="original"``) or the network being
+    pruned's own, all its input units present (ThiNet's default, as the released code).
 
     Attributes:
         patches: ``S x C x (kh*kw)`` consumer input patches, in the weight's (kh, kw) order.
-        targets: ``S x O`` original consumer outputs at those positions, bias subtracted.
+        targets: ``S x O`` target consumer outputs at those positions, bias subtracted.
         out_channel: ``S`` a random output channel per sample, for per-unit contributions
             (ThiNet's sampling of (location, channel) pairs).
         weight: ``O x C x kh x kw`` the pretrained consumer weight.
+        positions: ``S x 4`` (batch, image, y, x) of each sample, or None (hand-built stats).
     """
 
     patches: torch.Tensor
     targets: torch.Tensor
     out_channel: torch.Tensor
     weight: torch.Tensor
+    positions: torch.Tensor | None = None
 
     def contributions(self) -> torch.Tensor:
         """``S x C``: unit ``j``'s contribution to output ``out_channel[s]`` at sample ``s``."""
@@ -83,19 +114,68 @@ class FeatureStats:
         return (self.patches * w).sum(-1)
 
     def sampled_targets(self) -> torch.Tensor:
-        """``S``: the original output at each sample's ``out_channel``."""
+        """``S``: the target output at each sample's ``out_channel``."""
         return self.targets.gather(1, self.out_channel[:, None]).squeeze(1)
+
+    def output_contributions(self) -> torch.Tensor:
+        """``S x O x C``: unit ``c``'s contribution to output ``o`` at sample ``s`` (explicit)."""
+        return torch.einsum("sck,ock->soc", self.patches, self.weight.flatten(2))
+
+    def all_outputs_design(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The all-outputs regression, explicitly: ``z`` (``S*O x C``, rows sample-major) and
+        ``y`` (``S*O``), ``z[s*O + o, c]`` = unit ``c``'s contribution to output ``o`` at
+        sample ``s`` (the released ``LassoFilterPrune``'s design). Float64."""
+        z = torch.einsum("sck,ock->soc", self.patches.double(), self.weight.double().flatten(2))
+        return z.reshape(-1, z.shape[-1]), self.targets.double().reshape(-1)
+
+    def all_outputs_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z^T z / n, z^T y / n)`` of :meth:`all_outputs_design` (``n = S*O``) in float64,
+        computed without ``z``: with ``P`` the ``S x (C kk)`` patches and ``W`` the
+        ``O x (C kk)`` weight, ``z^T z[c, c'] = sum_{k, k'} (P^T P)[ck, c'k'] (W^T W)[ck, c'k']``
+        and ``z^T y[c] = sum_{o, k} (y^T P)[o, ck] W[o, ck]``."""
+        s, c, kk = self.patches.shape
+        o = self.weight.shape[0]
+        p = self.patches.double().reshape(s, c * kk)
+        w = self.weight.double().reshape(o, c * kk)
+        y = self.targets.double()
+        n = s * o
+        gram = ((p.T @ p) * (w.T @ w)).view(c, kk, c, kk).sum(dim=(1, 3)) / n
+        q = ((y.T @ p) * w).view(o, c, kk).sum(dim=(0, 2)) / n
+        return gram, q
 
 
 @dataclass
 class Selection:
     """The outcome of a features criterion: kept units (sorted) and an optional new weight.
 
-    ``weight`` (``O x len(keep) x kh x kw``) replaces the consumer weight's kept slices.
+    ``weight`` (``O x len(keep) x kh x kw``) replaces the consumer weight's kept slices;
+    ``scales`` (``len(keep)``, ThiNet) are the per-unit factors it applied to the pretrained
+    slices (the released code's ``beta``).
     """
 
     keep: list[int]
     weight: torch.Tensor | None = None
+    scales: torch.Tensor | None = None  # ThiNet: ``weight = pretrained[:, keep] * scales``
+
+
+#: ThiNet's greedy removal error: ``abs`` (released code, default) or ``squared`` (ours before).
+THINET_ERRORS = ("abs", "squared")
+DEFAULT_THINET_ERROR = "abs"
+#: Whose consumer output ThiNet reconstructs: ``pruned`` (the network being pruned, released code,
+#: default) or ``original`` (the original model, ours before).
+THINET_TARGETS = ("pruned", "original")
+DEFAULT_THINET_TARGETS = "pruned"
+#: CP's LASSO design: ``all`` output channels per position (released code, default) or one
+#: ``sampled`` output channel per position (ours before).
+CP_DESIGNS = ("all", "sampled")
+DEFAULT_CP_DESIGN = "all"
+
+
+def check_choice(option: str, value: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else ConfigError naming ``option``."""
+    if value not in choices:
+        raise ConfigError(f"{option} must be one of: {', '.join(choices)} (got {value!r})")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,8 +344,18 @@ def lasso(
     """
     z64, y64 = z.double(), y.double()
     s = z64.shape[0]
-    gram = z64.T @ z64 / s
-    q = z64.T @ y64 / s
+    return lasso_moments(z64.T @ z64 / s, z64.T @ y64 / s, alpha, iters, tol)
+
+
+def lasso_moments(
+    gram: torch.Tensor, q: torch.Tensor, alpha: float, iters: int = 500, tol: float = 1e-10
+) -> torch.Tensor:
+    """:func:`lasso` from the design's moments ``gram = z^T z / S`` and ``q = z^T y / S``.
+
+    The objective is ``1/2 b^T gram b - q^T b + alpha ||b||_1`` (the LASSO's up to a constant),
+    so ``z`` itself is never needed. FISTA in float64.
+    """
+    gram, q = gram.double(), q.double()
     lipschitz = float(torch.linalg.eigvalsh(gram).max()) if gram.numel() else 1.0
     step = 1.0 / max(lipschitz, 1e-30)
     b = torch.zeros_like(q)
@@ -290,21 +380,31 @@ def lasso_select(
     Bisects the penalty (log scale) for the smallest one whose solution has at most ``n_keep``
     non-zeros; the kept units are that support, completed (when it is smaller) by the largest
     coefficients of the solution just below it. Returns (sorted kept units, coefficients).
+    ``z``: ``S x C``, ``y``: ``S`` (:func:`lasso_select_moments` without forming them).
     """
-    c = z.shape[1]
+    z64, y64 = z.double(), y.double()
+    s = z64.shape[0]
+    return lasso_select_moments(z64.T @ z64 / s, z64.T @ y64 / s, n_keep, search_steps, iters)
+
+
+def lasso_select_moments(
+    gram: torch.Tensor, q: torch.Tensor, n_keep: int, search_steps: int = 30, iters: int = 500
+) -> tuple[list[int], torch.Tensor]:
+    """:func:`lasso_select` from the design's moments ``gram = z^T z / n``, ``q = z^T y / n``."""
+    gram, q = gram.double(), q.double()
+    c = q.shape[0]
     if n_keep >= c:
-        return list(range(c)), lasso(z, y, 0.0, iters)
-    q = (z.double().T @ y.double()) / z.shape[0]
+        return list(range(c)), lasso_moments(gram, q, 0.0, iters)
     hi = float(q.abs().max()) + 1e-12  # at alpha >= max|q| the solution is 0
     lo = hi * 1e-6
-    b_hi = torch.zeros(c, dtype=torch.float64, device=z.device)
-    b_lo = lasso(z, y, lo, iters)
+    b_hi = torch.zeros(c, dtype=torch.float64, device=q.device)
+    b_lo = lasso_moments(gram, q, lo, iters)
     if int((b_lo != 0).sum()) <= n_keep:
         b_hi = b_lo
     else:
         for _ in range(search_steps):
             mid = math.sqrt(lo * hi)
-            b = lasso(z, y, mid, iters)
+            b = lasso_moments(gram, q, mid, iters)
             nnz = int((b != 0).sum())
             if nnz <= n_keep:
                 hi, b_hi = mid, b
@@ -318,43 +418,65 @@ def lasso_select(
     return sorted(order[:n_keep]), b_hi
 
 
-def cp_select(stats: FeatureStats, n_keep: int, ridge: float = 1e-6) -> Selection:
+def cp_select(
+    stats: FeatureStats, n_keep: int, ridge: float = 1e-6, design: str = DEFAULT_CP_DESIGN
+) -> Selection:
     """CP (He et al. 2017): LASSO on per-unit contributions, then a least-squares weight re-fit.
 
+    ``design="all"`` (default, the released ``LassoFilterPrune``): the LASSO regresses the
+    targets of every output channel at every sampled position on the units' contributions to
+    them, an ``S*O x C`` design (:meth:`FeatureStats.all_outputs_design`), solved from its
+    ``C x C`` moments (:meth:`FeatureStats.all_outputs_moments`) without forming it.
+    ``design="sampled"`` (our earlier variant): one random output channel per position
+    (``S x C``, :meth:`FeatureStats.contributions`).
+
     The re-fit solves ``min ||targets - patches[:, keep] W'^T||`` over all samples and output
-    channels, so the kept slices of the consumer weight reconstruct the original output from the
+    channels, so the kept slices of the consumer weight reconstruct the target output from the
     (already pruned) input.
     """
-    keep, _ = lasso_select(stats.contributions(), stats.sampled_targets(), n_keep)
+    check_choice("cp_design", design, CP_DESIGNS)
+    if design == "all":
+        keep, _ = lasso_select_moments(*stats.all_outputs_moments(), n_keep)
+    else:
+        keep, _ = lasso_select(stats.contributions(), stats.sampled_targets(), n_keep)
     o, _, kh, kw = stats.weight.shape
     a = stats.patches[:, keep].flatten(1)
     w = least_squares(a, stats.targets, ridge).T.reshape(o, len(keep), kh, kw)
     return Selection(keep, w.to(stats.weight.dtype))
 
 
-def thinet_select(stats: FeatureStats, n_keep: int, ridge: float = 1e-6) -> Selection:
+def thinet_select(
+    stats: FeatureStats, n_keep: int, ridge: float = 1e-6, error: str = DEFAULT_THINET_ERROR
+) -> Selection:
     """ThiNet (Luo et al. 2017): greedily remove the units whose summed contribution stays
     smallest, then re-scale each kept unit's weight slice by least squares.
 
-    With ``z`` the ``S x C`` contributions, the removed set ``T`` grows one unit at a time,
-    taking the ``j`` minimising ``sum_s (sum_{t in T + j} z[s, t])^2``.
+    With ``z`` the ``S x C`` contributions (each sample a position and a random output channel),
+    the removed set ``T`` grows one unit at a time, taking the ``j`` (the first on ties)
+    minimising ``sum_s |sum_{t in T + j} z[s, t]|`` (``error="abs"``, default, the released
+    ``ThinetFilterPrune.channel_select``) or ``sum_s (sum_{t in T + j} z[s, t])^2``
+    (``error="squared"``, our earlier variant, the ThiNet paper's). The scales minimise
+    ``sum_s (sampled_target[s] - sum_{j kept} scale_j z[s, j])^2``; the targets have the bias
+    subtracted (the released code fits the output with its bias, without an intercept).
+    The local SGD that follows in the released code is run by the pruning loop
+    (:func:`dualsr.compression.prune.prune_masked`).
     """
+    check_choice("thinet_error", error, THINET_ERRORS)
     z = stats.contributions().double()
     c = z.shape[1]
-    removed: list[int] = []
     acc = torch.zeros(z.shape[0], dtype=torch.float64, device=z.device)
     alive = torch.ones(c, dtype=torch.bool, device=z.device)
     for _ in range(c - n_keep):
-        cost = (acc[:, None] + z).pow(2).sum(0)
+        total = acc[:, None] + z
+        cost = total.abs().sum(0) if error == "abs" else total.pow(2).sum(0)
         cost[~alive] = math.inf
         j = int(torch.argmin(cost))  # first minimum on ties
-        removed.append(j)
         alive[j] = False
         acc += z[:, j]
     keep = [j for j in range(c) if alive[j]]
     scales = least_squares(z[:, keep], stats.sampled_targets().double(), ridge)
     w = stats.weight[:, keep] * scales.to(stats.weight.dtype).view(1, -1, 1, 1)
-    return Selection(keep, w)
+    return Selection(keep, w, scales.to(stats.weight.dtype))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,10 +491,13 @@ class Criterion:
         needs: what the function takes: ``weights`` (a SearchedLayer -> scores), ``gradients``
             (the accumulated consumer-weight gradient and, as the keyword ``score``, the name of
             a :data:`GRADIENT_SCORES` rule -> scores) or ``features``
-            (FeatureStats, n_keep -> Selection).
+            (FeatureStats, n_keep -> Selection; ``thinet`` also takes ``error=``, ``cp``
+            ``design=``).
         fn: the function.
         description: one line for ``--help`` and the docs.
         dual: gradient criteria only: the loss includes the dual regression term.
+        local_sgd: features criteria only: the pruning loop follows the selection with local
+            SGD of the kept slices on the SR loss (``thinet``, as the released code).
         configure: for configuration criteria (``uniform``): widths, rate -> channel config
             (:func:`rate_config`, whose ``rounding`` defaults to ``floor``).
     """
@@ -383,6 +508,7 @@ class Criterion:
     description: str
     dual: bool = False
     configure: Callable[[Sequence[int], float], list[int]] | None = None
+    local_sgd: bool = False
 
     def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
         return self.fn(*args, **kwargs)
@@ -431,7 +557,9 @@ register_criterion(
         "thinet",
         "features",
         thinet_select,
-        "ThiNet: greedy removal by least change of the consumer output, least-squares scales",
+        "ThiNet: greedy removal by least change of the consumer output, least-squares scales, "
+        "local SGD on the SR loss",
+        local_sgd=True,
     )
 )
 register_criterion(
@@ -439,7 +567,8 @@ register_criterion(
         "cp",
         "features",
         cp_select,
-        "channel pruning: LASSO selection, least-squares reconstruction of the consumer weight",
+        "channel pruning: LASSO selection (all output channels), least-squares reconstruction of "
+        "the consumer weight",
     )
 )
 register_criterion(

@@ -149,7 +149,8 @@ class LayerObjective:
 
     ``loss = mse_weight * MSE(original consumer output, pruned consumer output)
     + gamma * (primal + dual_weight * dual)`` (the dual term only when ``duals`` is given;
-    ``mse_weight`` is 1 except for the SR-only passes of the moments greedy). With ``gamma == 0``
+    ``mse_weight`` is 1 except for the SR-only passes of the moments greedy and ThiNet's local
+    SGD, which set it to 0). With ``gamma == 0``
     the forward pass stops at the layer. Use as a context manager (it hooks the consumer conv).
     """
 
@@ -248,7 +249,9 @@ def local_sgd(
 ) -> float:
     """SGD (Nesterov, momentum 0.9) on the selected slices of the consumer weight and its bias.
 
-    Unselected slices get no update (their gradient is masked), so they stay zero. With ``bias``
+    Unselected slices get no update (their gradient is masked), so they stay zero. ``selected``
+    is a boolean mask over the consumer's input units, or float per-unit gradient multipliers (0
+    freezes a unit; ThiNet's local SGD passes its squared scales). With ``bias``
     (the released code's local SGD) the consumer's bias, if it has one, is updated too, with the
     same learning rate and no mask; ``bias=False`` leaves it at its pretrained value. Returns the
     mean reconstruction MSE of the last epoch.

@@ -11,12 +11,20 @@ Finally :func:`dualsr.compression.layers.slim` removes the zeroed units physical
 
 How a layer's units are chosen depends on the method's criterion
 (:mod:`dualsr.compression.criteria`): ``l1`` and ``uniform`` from the weights alone; ``thinet``
-and ``cp`` from sampled consumer inputs and original outputs (:func:`collect_feature_stats`);
+and ``cp`` from sampled consumer inputs and target outputs (:func:`collect_feature_stats`);
 ``drc`` and ``dcp`` with the gradient-based greedy loop of :mod:`dualsr.compression.greedy`
 (:func:`~dualsr.compression.greedy.select_greedy`, in its paper's-loop or moments variant).
 
-The original model's consumer outputs are computed once per layer (a forward pass truncated at
-that layer, :func:`teacher_features`) and kept in memory for the layer's passes.
+Targets are the original model's consumer outputs, computed once per layer (a forward pass
+truncated at that layer, :func:`teacher_features`) and kept in memory for the layer's passes;
+except for ThiNet, whose targets are by default (``thinet_targets="pruned"``, as the released
+code) the network being pruned's own consumer output of the layer, all its units still present
+(the same truncated pass, on the network being pruned).
+
+ThiNet ends each layer, as the released code, with ``local_epochs`` of local SGD (Nesterov,
+momentum 0.9, ``local_lr``) of the kept weight slices and (``local_bias``) the consumer's bias on
+the SR loss alone (primal + ``dual_weight`` x dual when dual models are given and
+``dual_weight > 0``; no reconstruction term, no ``gamma``); see :func:`prune_masked`.
 
 The greedy's building blocks (:class:`LayerObjective`, :func:`accumulate_gradient`,
 :func:`local_sgd`, :func:`batch_gradients`, :class:`LayerMoments`, :func:`collect_moments`) and
@@ -39,8 +47,16 @@ from torch import nn
 from ..errors import ConfigError, DualSRError
 from ..models.drn import DRN, DualModels
 from .criteria import (
+    CP_DESIGNS,
+    DEFAULT_CP_DESIGN,
     DEFAULT_SCORE,
+    DEFAULT_THINET_ERROR,
+    DEFAULT_THINET_TARGETS,
+    THINET_ERRORS,
+    THINET_TARGETS,
     FeatureStats,
+    Selection,
+    check_choice,
     check_score,
     get_criterion,
     top_units,
@@ -125,9 +141,11 @@ class PruneStats:
     """Cost of a pruning run.
 
     A *pass* is one forward/backward of the network being pruned over all pruning batches:
-    ``gradient_passes`` accumulate gradients for scoring, ``local_passes`` are local SGD epochs.
-    ``teacher_passes`` are forward passes of the original model (truncated at the layer) and
-    ``feature_passes`` the truncated passes that collect statistics for ThiNet and CP.
+    ``gradient_passes`` accumulate gradients for scoring, ``local_passes`` are local SGD epochs
+    (the greedy's, and ThiNet's after its selection). ``teacher_passes`` are forward passes of
+    the original model (truncated at the layer) and ``feature_passes`` the truncated passes of
+    the network being pruned that collect statistics (ThiNet's and CP's inputs, ThiNet's own
+    targets, the greedy's moments).
     """
 
     method: str
@@ -249,9 +267,14 @@ def collect_feature_stats(
     samples: int,
     generator: torch.Generator,
 ) -> FeatureStats:
-    """Sample consumer input patches (in ``model``) and original outputs (``teacher_outputs``).
+    """Sample consumer input patches (in ``model``) and target outputs (``teacher_outputs``).
 
-    About ``samples`` positions in all, spread evenly over the batches; returned on the CPU.
+    ``teacher_outputs`` are the consumer outputs of ``teacher_layer`` for every batch: the
+    original model's (:func:`teacher_features` of the teacher), or ``model``'s own
+    (:func:`teacher_features` of ``model`` and ``layer``: ThiNet's default targets); that
+    layer's consumer bias is subtracted from them and its weight is the stats' weight. About
+    ``samples`` positions in all, spread evenly over the batches; returned on the CPU, with each
+    sample's (batch, image, y, x) in ``positions``.
     """
     conv = layer.consumer
     kh, kw = conv.kernel_size
@@ -260,9 +283,10 @@ def collect_feature_stats(
         raise ValueError(f"{layer.name}: feature statistics need a stride-1 'same' consumer conv")
     bias = teacher_layer.consumer.bias
     per_batch = max(1, math.ceil(samples / len(batches)))
-    patches, targets = [], []
+    patches, targets, positions = [], [], []
     with torch.no_grad():
-        for x, y in zip(consumer_inputs(model, conv, batches), teacher_outputs, strict=True):
+        inputs = consumer_inputs(model, conv, batches)
+        for b, (x, y) in enumerate(zip(inputs, teacher_outputs, strict=True)):
             n, _, h, w = x.shape
             ni = torch.randint(n, (per_batch,), generator=generator).to(x.device)
             yi = torch.randint(h, (per_batch,), generator=generator).to(x.device)
@@ -272,6 +296,7 @@ def collect_feature_stats(
             patches.append(torch.stack(taps, -1))
             t = y[ni, :, yi, xi]
             targets.append(t - bias.detach() if bias is not None else t)
+            positions.append(torch.stack([torch.full_like(ni, b), ni, yi, xi], 1).cpu())
     targets_t = torch.cat(targets).cpu()
     out_channel = torch.randint(targets_t.shape[1], (targets_t.shape[0],), generator=generator)
     return FeatureStats(
@@ -279,13 +304,80 @@ def collect_feature_stats(
         targets=targets_t,
         out_channel=out_channel,
         weight=teacher_layer.consumer.weight.detach().cpu().clone(),
+        positions=torch.cat(positions),
     )
 
 
-def _feature_mse(stats: FeatureStats, weight: torch.Tensor, keep: list[int]) -> float:
-    """Reconstruction MSE on the sampled positions with the kept slices of ``weight``."""
+def _feature_mse(
+    stats: FeatureStats,
+    weight: torch.Tensor,
+    keep: list[int],
+    bias_shift: torch.Tensor | None = None,
+) -> float:
+    """Reconstruction MSE on the sampled positions with the kept slices of ``weight`` and the
+    consumer's bias moved by ``bias_shift`` from the one subtracted from the targets."""
     pred = stats.patches[:, keep].flatten(1) @ weight[:, keep].flatten(1).T
+    if bias_shift is not None:
+        pred = pred + bias_shift
     return float(F.mse_loss(pred, stats.targets))
+
+
+def _feature_kwargs(name: str, opts: PruneOptions) -> dict:
+    """The options a features criterion takes, by its name."""
+    if name == "thinet":
+        return {"error": opts.thinet_error}
+    if name == "cp":
+        return {"design": opts.cp_design}
+    return {}
+
+
+def _sr_local_sgd(
+    model: DRN,
+    layer: SearchedLayer,
+    duals: DualModels | None,
+    batches: Sequence[Pyramid],
+    targets: Sequence[torch.Tensor],
+    selection: Selection,
+    opts: PruneOptions,
+) -> None:
+    """ThiNet's local SGD after its selection (the released ``finetune_params``).
+
+    ``opts.local_epochs`` epochs of SGD (Nesterov, momentum 0.9, ``opts.local_lr``, no weight
+    decay) on the SR loss alone (primal + ``dual_weight`` x dual with ``duals``; no
+    reconstruction term, no gamma), updating the kept slices of the consumer weight (the
+    removed ones stay zero) and, with ``opts.local_bias``, its bias. The released code updates
+    ``pruned_weight`` with the ThiNet scales ``beta`` held fixed (``beta`` gets a gradient but
+    is not among the optimiser's parameters); the effective weight is
+    ``pruned_weight * beta``, so an SGD step on ``pruned_weight`` moves slice ``j`` of our
+    (effective) weight by ``beta_j^2`` times the step on the weight itself: each kept slice's
+    gradient is multiplied by its squared scale, which reproduces that trajectory exactly
+    (momentum and Nesterov are linear in the gradients). ``targets`` only feed the reported
+    reconstruction MSE.
+    """
+    conv = layer.consumer
+    weight = conv.weight
+    units = torch.zeros(conv.in_channels, dtype=weight.dtype, device=weight.device)
+    scales = selection.scales
+    if scales is None:
+        scales = torch.ones(len(selection.keep))
+    units[selection.keep] = scales.to(units).pow(2)
+    weight.requires_grad_(True)
+    try:
+        with LayerObjective(
+            model, layer, duals, gamma=1.0, dual_weight=opts.dual_weight, mse_weight=0.0
+        ) as objective:
+            local_sgd(
+                objective,
+                batches,
+                targets,
+                units,
+                opts.local_epochs,
+                opts.local_lr,
+                opts.local_bias,
+            )
+    finally:
+        weight.requires_grad_(False)
+        weight.grad = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -311,10 +403,16 @@ class PruneOptions:
     seed: int = 0
     score: str = DEFAULT_SCORE
     local_bias: bool = True
+    thinet_error: str = DEFAULT_THINET_ERROR
+    thinet_targets: str = DEFAULT_THINET_TARGETS
+    cp_design: str = DEFAULT_CP_DESIGN
 
     def check(self) -> None:
         """ConfigError for an out-of-range value."""
         check_score(self.score)
+        check_choice("thinet_error", self.thinet_error, THINET_ERRORS)
+        check_choice("thinet_targets", self.thinet_targets, THINET_TARGETS)
+        check_choice("cp_design", self.cp_design, CP_DESIGNS)
         if self.greedy not in ("moments", "passes"):
             raise ConfigError(f"greedy must be 'moments' or 'passes', got {self.greedy!r}")
         if self.channels_per_pass < 1:
@@ -368,8 +466,10 @@ def prune_masked(
     stats = PruneStats(criterion.name)
     work = copy.deepcopy(model).eval().requires_grad_(False)
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
+    # the SR loss's dual term: drc's greedy; thinet's local SGD when it has a dual term
+    sr_duals = criterion.local_sgd and opts.local_epochs > 0 and opts.dual_weight > 0
     dual_copy = None
-    if criterion.dual and duals is not None:
+    if duals is not None and (criterion.dual or sr_duals):
         dual_copy = copy.deepcopy(duals).to(device).eval().requires_grad_(False)
     work_layers, teacher_layers = searched_layers(work), searched_layers(teacher)
     generator = torch.Generator().manual_seed(opts.seed)
@@ -384,8 +484,13 @@ def prune_masked(
             elif criterion.needs == "weights":
                 kept = top_units(criterion(layer), n_keep)
             else:
-                targets = teacher_features(teacher, tlayer, data)
-                stats.teacher_passes += 1
+                own = criterion.name == "thinet" and opts.thinet_targets == "pruned"
+                source = layer if own else tlayer  # whose consumer output is the target
+                targets = teacher_features(work if own else teacher, source, data)
+                if own:
+                    stats.feature_passes += 1
+                else:
+                    stats.teacher_passes += 1
                 if criterion.needs == "gradients":
                     pretrained = tlayer.consumer.weight.detach()
                     kept, cost = select_greedy(
@@ -397,15 +502,22 @@ def prune_masked(
                     stats.feature_passes += cost.moment_passes
                 else:
                     feats = collect_feature_stats(
-                        work, layer, tlayer, targets, data, opts.feature_samples, generator
+                        work, layer, source, targets, data, opts.feature_samples, generator
                     )
                     stats.feature_passes += 1
-                    selection = criterion(feats, n_keep)
+                    selection = criterion(feats, n_keep, **_feature_kwargs(criterion.name, opts))
                     kept = selection.keep
+                    conv = layer.consumer
+                    bias0 = None if conv.bias is None else conv.bias.detach().clone()
                     if selection.weight is not None:
                         with torch.no_grad():
-                            layer.consumer.weight[:, kept] = selection.weight.to(device)
-                    report.loss = _feature_mse(feats, layer.consumer.weight.detach().cpu(), kept)
+                            conv.weight[:, kept] = selection.weight.to(device)
+                    if criterion.local_sgd and opts.local_epochs > 0:
+                        _zero_unkept(conv, kept)
+                        _sr_local_sgd(work, layer, dual_copy, data, targets, selection, opts)
+                        report.local_passes = opts.local_epochs
+                    shift = None if bias0 is None else (conv.bias.detach() - bias0).cpu()
+                    report.loss = _feature_mse(feats, conv.weight.detach().cpu(), kept, shift)
                 del targets
             _zero_unkept(layer.consumer, kept)
             keep.append(kept)
@@ -438,6 +550,9 @@ def prune_model(
     seed: int = 0,
     score: str = DEFAULT_SCORE,
     local_bias: bool = True,
+    thinet_error: str = DEFAULT_THINET_ERROR,
+    thinet_targets: str = DEFAULT_THINET_TARGETS,
+    cp_design: str = DEFAULT_CP_DESIGN,
     progress: Callable[[LayerReport], None] | None = None,
 ) -> PruneResult:
     """Prune ``model`` to ``channel_config`` and return the slimmed, width-configured DRN.
@@ -452,26 +567,38 @@ def prune_model(
             last = HR). Not needed by ``l1`` and ``uniform``.
         method: a name in :data:`dualsr.compression.criteria.CRITERIA`.
         gamma: weight of the SR loss against the layer reconstruction MSE (gradient methods).
-        dual_weight: lambda, the weight of the dual term inside the SR loss (``drc``).
+        dual_weight: lambda, the weight of the dual term inside the SR loss (``drc``; also
+            ``thinet``'s local SGD, when ``duals`` are given).
         greedy: how ``drc``/``dcp`` compute gradients. ``"passes"``: the paper's loop, a real
             gradient pass and a real local-SGD epoch per selection step. ``"moments"``: the
             reconstruction term's gradient exactly from per-layer input moments (one pass per
             layer), the SR term's from a real pass every ``refresh`` steps.
         channels_per_pass: units selected per step (``greedy="passes"`` and 1: the paper's loop).
-        local_epochs: epochs of local SGD after each selection step (0 disables it).
+        local_epochs: epochs of local SGD after each selection step (``drc``/``dcp``) or after
+            the selection (``thinet``, on the SR loss alone, as the released code); 0 disables
+            it.
         local_lr: its learning rate (Nesterov, momentum 0.9).
         refresh: ``"moments"`` only: selection steps between real SR-gradient passes (None: one
             pass at the start of each layer).
         final_epochs: ``"moments"`` only: real local-SGD epochs on the whole loss at the end of
             each layer.
-        feature_samples: positions sampled per layer by ``thinet`` and ``cp``.
+        feature_samples: positions sampled per layer by ``thinet`` and ``cp`` (ThiNet pairs
+            each with one random output channel; CP's default design uses all of them).
         seed: seed of the position sampling.
         score: ``drc``/``dcp``: how a unit is scored from its consumer-weight gradient slice
             ``g = grad[:, j]``. ``"official"`` (default, the released code):
             ``sum_o ||g[o]||``; ``"dcp-paper"``: the Frobenius norm ``||g||``
             (:data:`dualsr.compression.criteria.GRADIENT_SCORES`).
-        local_bias: ``drc``/``dcp``: the local SGD also updates the consumer's bias (default,
-            as the released code does); False keeps the pretrained bias.
+        local_bias: ``drc``/``dcp``/``thinet``: the local SGD also updates the consumer's bias
+            (default, as the released code does); False keeps the pretrained bias.
+        thinet_error: ``thinet``'s greedy removal error, ``"abs"`` (default, the released
+            code: ``sum_s |sum_{t in T+j} z[s, t]|``) or ``"squared"`` (the square; ours before).
+        thinet_targets: ``thinet``'s targets: ``"pruned"`` (default, the released code: the
+            network being pruned's own consumer output, all the layer's units present) or
+            ``"original"`` (the original model's consumer output; ours before).
+        cp_design: ``cp``'s LASSO design: ``"all"`` (default, the released code: every output
+            channel at every sampled position) or ``"sampled"`` (one random output channel per
+            position; ours before).
         progress: called with a :class:`LayerReport` after each layer.
 
     Returns:
@@ -492,6 +619,9 @@ def prune_model(
         seed=seed,
         score=score,
         local_bias=local_bias,
+        thinet_error=thinet_error,
+        thinet_targets=thinet_targets,
+        cp_design=cp_design,
     )
     result = prune_masked(model, duals, channel_config, batches, options, progress)
     pruned = slim(result.model, result.keep).requires_grad_(True).train(model.training)

@@ -1,0 +1,422 @@
+"""The paper's experiments at CPU scale, with seeds: run them (resumable) and summarise them.
+
+    python experiments/paper_grid.py run lambda --data ../shared/datasets --out ~/dualsr-runs/paper
+    python experiments/paper_grid.py run dual-hr --data ../shared/datasets --out ~/dualsr-runs/paper
+    python experiments/paper_grid.py run search --base BASE.safetensors --data ... --out ...
+    python experiments/paper_grid.py run methods --base BASE.safetensors --data ... --out ...
+    python experiments/paper_grid.py summary --out ~/dualsr-runs/paper --json table.json
+
+Families (every variant with each of ``--seeds``, default 0 1 2):
+
+- ``lambda``: the CPU recipe (configs/cpu-drn-x4.yaml, bf16 where native) trained ``--steps``
+  steps with dual weight lambda in {0 (primal only), 0.001, 0.01, 0.1, 1, 10}; Set5 + Set14.
+- ``dual-hr``: the same recipe with ``loss.dual_hr: true`` (lambda 0.1); the lambda-0.1 runs of
+  ``lambda`` are its dual-LR-only arm (same seeds), and the training hours of both are compared.
+- ``search``: from one trained ``--base``: ``dualsr search`` (the released defaults: argmax
+  selection) at 30/50/70 % then DRC pruning to the searched widths, against DRC pruning to the
+  uniform widths (C - floor(C rate), "manually designed"); every pruned model fine-tuned
+  ``--ft-steps`` steps with the dual regression loss. The entropy of each layer's width
+  distribution at the end of the search is recorded.
+- ``methods``: from ``--base`` at the uniform 50 % widths: DRC and DCP with gamma 0.1 / 1 / 10,
+  ThiNet, CP and L1, each fine-tuned the same way.
+
+A job's steps are skipped when their output exists and an interrupted training resumes, so
+``run`` continues where it stopped. Each finished job writes ``result.json`` (variant, seed,
+scores, parameters, hours); ``summary`` groups them into mean +- std per variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dualsr import count_parameters, load_model
+from dualsr.provenance import read_metrics, training_cost
+
+ROOT = Path(__file__).resolve().parents[1]
+LAMBDAS = (0.0, 0.001, 0.01, 0.1, 1.0, 10.0)
+RATES = (0.3, 0.5, 0.7)
+GAMMAS = (0.1, 1.0, 10.0)
+
+
+@dataclass
+class Job:
+    """One trained/evaluated model: ``commands`` run in order, each skipped when ``creates``
+    (its output, relative to the job directory) exists."""
+
+    family: str
+    name: str
+    variant: dict
+    seed: int
+    commands: list[tuple[list[str], str]] = field(default_factory=list)
+    model: str = "model.safetensors"  # the evaluated checkpoint, relative to the job dir
+    run_dir: str | None = None  # a training run (for its cost), relative to the job dir
+    search_dir: str | None = None  # a search output (for its entropies)
+
+
+def dualsr() -> str:
+    """The console script next to this interpreter (the project's venv), else ``dualsr``."""
+    local = Path(sys.executable).with_name("dualsr")
+    return str(local) if local.exists() else "dualsr"
+
+
+def _train(args: argparse.Namespace, run: str, seed: int, sets: list[str]) -> list[str]:
+    base = [
+        dualsr(),
+        "train",
+        "--config",
+        str(ROOT / "configs" / "cpu-drn-x4.yaml"),
+        "--run-dir",
+        run,
+        "--set",
+        f"data.train=[{args.data}/T91,{args.data}/BSD200]",
+        "--set",
+        f"data.cache_dir={args.out}/cache",
+        "--set",
+        f"val.folders=[{args.data}/Set5]",
+        "--set",
+        f"val.every={args.steps}",
+        "--set",
+        f"train.steps={args.steps}",
+        "--set",
+        f"train.seed={seed}",
+        "--set",
+        f"train.threads={args.threads}",
+        "--set",
+        "run.tensorboard=false",
+        "--set",
+        "run.progress=false",
+    ]
+    for s in sets:
+        base += ["--set", s]
+    return base
+
+
+def _finetune(args: argparse.Namespace, model: str, run: str, seed: int) -> list[str]:
+    return [
+        dualsr(),
+        "finetune",
+        "--model",
+        model,
+        "--output",
+        run,
+        "--steps",
+        str(args.ft_steps),
+        "--config",
+        str(ROOT / "configs" / "cpu-drn-x4.yaml"),
+        "--data",
+        f"{args.data}/T91",
+        f"{args.data}/BSD200",
+        "--set",
+        f"data.cache_dir={args.out}/cache",
+        "--set",
+        f"val.folders=[{args.data}/Set5]",
+        "--set",
+        f"val.every={args.ft_steps}",
+        "--set",
+        "optim.lr=1e-4",
+        "--set",
+        f"train.seed={seed}",
+        "--set",
+        f"train.threads={args.threads}",
+        "--set",
+        "run.tensorboard=false",
+        "--set",
+        "run.progress=false",
+    ]
+
+
+def _prune(args: argparse.Namespace, out: str, seed: int, method: str, extra: list[str]) -> list:
+    return [
+        dualsr(),
+        "prune",
+        "--model",
+        str(args.base),
+        "--method",
+        method,
+        "--data",
+        f"{args.data}/T91",
+        f"{args.data}/BSD200",
+        "--images",
+        "64",
+        "--patch-size",
+        "128",
+        "--batch-size",
+        "16",
+        "--seed",
+        str(seed),
+        "-o",
+        out,
+        *extra,
+    ]
+
+
+def jobs(family: str, args: argparse.Namespace) -> Iterator[Job]:
+    """The jobs of ``family`` (one per variant and seed)."""
+    for seed in args.seeds:
+        if family == "lambda":
+            for lam in LAMBDAS:
+                sets = ["loss.dual=false"] if lam == 0 else [f"loss.dual_weight={lam}"]
+                job = Job(family, f"lam{lam:g}-s{seed}", {"lambda": lam}, seed, run_dir="run")
+                job.commands.append((_train(args, "run", seed, sets), "run/DONE"))
+                job.model = "run/latest.safetensors"
+                yield job
+        elif family == "dual-hr":
+            job = Job(family, f"dualhr-s{seed}", {"loss": "dual LR + dual HR"}, seed, run_dir="run")
+            sets = ["loss.dual_weight=0.1", "loss.dual_hr=true"]
+            job.commands.append((_train(args, "run", seed, sets), "run/DONE"))
+            job.model = "run/latest.safetensors"
+            yield job
+        elif family == "search":
+            for rate in RATES:
+                tag = f"r{round(rate * 100)}"
+                job = Job(
+                    family,
+                    f"searched-{tag}-s{seed}",
+                    {"config": "searched", "rate": rate},
+                    seed,
+                    run_dir="ft",
+                    search_dir="search",
+                )
+                job.commands.append(
+                    (
+                        [
+                            dualsr(),
+                            "search",
+                            "--model",
+                            str(args.base),
+                            "--data",
+                            f"{args.data}/T91",
+                            f"{args.data}/BSD200",
+                            "--rate",
+                            str(rate),
+                            "--select",
+                            "argmax",
+                            "--steps",
+                            str(args.search_steps),
+                            "--seed",
+                            str(seed),
+                            "--val",
+                            f"{args.data}/Set5",
+                            "--cache-dir",
+                            f"{args.out}/cache",
+                            "-o",
+                            "search",
+                        ],
+                        "search/channel_config.txt",
+                    )
+                )
+                extra = ["--config", "search/channel_config.txt"]
+                job.commands.append(
+                    (_prune(args, "pruned.safetensors", seed, "drc", extra), "pruned.safetensors")
+                )
+                job.commands.append((_finetune(args, "pruned.safetensors", "ft", seed), "ft/DONE"))
+                job.model = "ft/latest.safetensors"
+                yield job
+                job = Job(
+                    family,
+                    f"uniform-{tag}-s{seed}",
+                    {"config": "uniform", "rate": rate},
+                    seed,
+                    run_dir="ft",
+                )
+                job.commands.append(
+                    (
+                        _prune(args, "pruned.safetensors", seed, "drc", ["--rate", str(rate)]),
+                        "pruned.safetensors",
+                    )
+                )
+                job.commands.append((_finetune(args, "pruned.safetensors", "ft", seed), "ft/DONE"))
+                job.model = "ft/latest.safetensors"
+                yield job
+        elif family == "methods":
+            variants: list[tuple[str, str, list[str], dict]] = []
+            for method in ("drc", "dcp"):
+                for gamma in GAMMAS:
+                    variants.append(
+                        (
+                            f"{method}-g{gamma:g}",
+                            method,
+                            ["--gamma", str(gamma)],
+                            {"method": method, "gamma": gamma},
+                        )
+                    )
+            for method in ("thinet", "cp", "l1"):
+                variants.append((method, method, [], {"method": method}))
+            for name, method, extra, variant in variants:
+                job = Job(family, f"{name}-s{seed}", {**variant, "rate": 0.5}, seed, run_dir="ft")
+                job.commands.append(
+                    (
+                        _prune(args, "pruned.safetensors", seed, method, ["--rate", "0.5", *extra]),
+                        "pruned.safetensors",
+                    )
+                )
+                job.commands.append((_finetune(args, "pruned.safetensors", "ft", seed), "ft/DONE"))
+                job.model = "ft/latest.safetensors"
+                yield job
+        else:
+            raise SystemExit(f"unknown family {family!r}")
+
+
+def entropies(search_json: Path) -> list[float]:
+    """Entropy (nats) of each layer's width distribution at the end of a search."""
+    probs = json.loads(search_json.read_text()).get("probabilities", [])
+    return [round(-sum(p * math.log(p) for p in layer if p > 0), 4) for layer in probs]
+
+
+def run_job(job: Job, args: argparse.Namespace) -> None:
+    """Run the job's missing steps, evaluate, and write ``result.json``."""
+    jdir = args.out / job.family / job.name
+    if (jdir / "result.json").exists():
+        return
+    jdir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "MALLOC_MMAP_THRESHOLD_": "33554432",
+        "MALLOC_TRIM_THRESHOLD_": "1073741824",
+    }
+    for cmd, creates in job.commands:
+        if (jdir / creates).exists():
+            continue
+        if cmd[1] in ("train", "finetune"):
+            run = cmd[cmd.index("--run-dir" if cmd[1] == "train" else "--output") + 1]
+            if (jdir / run / "config.yaml").exists():  # interrupted: continue it
+                cmd = [dualsr(), "train", "--resume", run]
+        print(f"[{job.family}/{job.name}] {shlex.join(cmd)}", flush=True)
+        with open(jdir / "log.txt", "a") as log:
+            rc = subprocess.run(
+                cmd, cwd=jdir, env=env, stdout=log, stderr=subprocess.STDOUT
+            ).returncode
+        if rc != 0:
+            raise SystemExit(f"[{job.family}/{job.name}] failed (exit {rc}); see {jdir}/log.txt")
+        if creates.endswith("DONE"):
+            (jdir / creates).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    sets = ["Set5", "Set14"] + (["BSD100"] if args.bsd100 else [])
+    ev = [
+        dualsr(),
+        "eval",
+        "--model",
+        job.model,
+        "--precision",
+        "fp32",
+        "--data",
+        *[f"{args.data}/{s}" for s in sets],
+        "--out",
+        "eval",
+    ]
+    with open(jdir / "log.txt", "a") as log:
+        subprocess.run(ev, cwd=jdir, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+    results = json.loads((jdir / "eval" / "results.json").read_text())
+    record = {
+        "family": job.family,
+        "name": job.name,
+        "variant": job.variant,
+        "seed": job.seed,
+        "scores": {d["dataset"]: round(d["psnr"], 4) for d in results["datasets"]},
+        "params": count_parameters(load_model(jdir / job.model)),
+    }
+
+    if job.run_dir and (jdir / job.run_dir / "metrics.jsonl").exists():
+        rows = read_metrics(jdir / job.run_dir / "metrics.jsonl")
+        record["cost"] = training_cost(rows, batch_size=16, threads=args.threads)
+    if job.search_dir and (jdir / job.search_dir / "search.json").exists():
+        record["entropy"] = entropies(jdir / job.search_dir / "search.json")
+        cfg = (jdir / job.search_dir / "channel_config.txt").read_text().split()
+        record["channel_config"] = [int(c) for c in cfg]
+    (jdir / "result.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"[{job.family}/{job.name}] {record['scores']}", flush=True)
+
+
+def summary(out: Path) -> list[dict]:
+    """Mean +- std (sample std over seeds) per family and variant."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for path in sorted(out.glob("*/*/result.json")):
+        rec = json.loads(path.read_text())
+        key = (rec["family"], json.dumps(rec["variant"], sort_keys=True))
+        groups.setdefault(key, []).append(rec)
+    table = []
+    for (family, variant), recs in sorted(groups.items()):
+        row: dict = {"family": family, "variant": json.loads(variant), "seeds": len(recs)}
+        for ds in recs[0]["scores"]:
+            vals = [r["scores"][ds] for r in recs if ds in r["scores"]]
+            row[ds] = {
+                "mean": round(statistics.fmean(vals), 3),
+                "std": round(statistics.stdev(vals), 3) if len(vals) > 1 else None,
+                "values": vals,
+            }
+        hours = [r["cost"]["hours"] for r in recs if "cost" in r]
+        if hours:
+            row["hours"] = round(statistics.fmean(hours), 3)
+        if recs[0].get("params") is not None:
+            row["params"] = recs[0]["params"]
+        ent = [r["entropy"] for r in recs if "entropy" in r]
+        if ent:
+            row["entropy_mean_per_layer"] = [
+                round(statistics.fmean(e), 3) for e in zip(*ent, strict=True)
+            ]
+        table.append(row)
+    return table
+
+
+def print_summary(table: list[dict]) -> None:
+    """Markdown rows: family, variant, seeds, mean +- std per data set, hours."""
+    for row in table:
+        variant = ", ".join(f"{k} {v}" for k, v in row["variant"].items())
+        cells = []
+        for ds in ("Set5", "Set14", "BSD100"):
+            if ds in row:
+                m, s = row[ds]["mean"], row[ds]["std"]
+                cells.append(f"{m:.3f} +- {s:.3f}" if s is not None else f"{m:.3f}")
+        hours = f"{row['hours']:.2f} h" if "hours" in row else ""
+        print(f"| {row['family']} | {variant} | {row['seeds']} | {' | '.join(cells)} | {hours} |")
+
+
+def main() -> None:
+    """``run FAMILY`` or ``summary``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("family", choices=["lambda", "dual-hr", "search", "methods"])
+    r.add_argument("--data", type=Path, required=True, help="folder with T91, BSD200, Set5, Set14")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--base", type=Path, help="trained x4 checkpoint (search, methods)")
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("--steps", type=int, default=1500, help="training steps (lambda, dual-hr)")
+    r.add_argument("--ft-steps", type=int, default=500, help="fine-tuning steps after pruning")
+    r.add_argument("--search-steps", type=int, default=600)
+    r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--bsd100", action="store_true", help="also evaluate on BSD100")
+    r.add_argument("--only", nargs="*", default=None, help="job names to run (default: all)")
+    s = sub.add_parser("summary")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.cmd == "summary":
+        table = summary(args.out.expanduser())
+        print_summary(table)
+        if args.json:
+            args.json.write_text(json.dumps(table, indent=2) + "\n")
+        return
+    args.out = args.out.expanduser().resolve()
+    args.data = args.data.expanduser().resolve()
+    if args.family in ("search", "methods"):
+        if args.base is None:
+            raise SystemExit(f"{args.family} needs --base (a trained x4 checkpoint)")
+        args.base = args.base.expanduser().resolve()
+    for job in jobs(args.family, args):
+        if args.only is None or job.name in args.only:
+            run_job(job, args)
+
+
+if __name__ == "__main__":
+    main()
