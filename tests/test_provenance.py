@@ -26,6 +26,7 @@ def test_portable_recipe_keeps_data_set_names_and_drops_machine_paths() -> None:
         },
         "val": {"folders": ["/work/shared/datasets/Set5"], "every": 1000},
         "run": {"dir": "/root/dualsr-runs/long-x4", "keep": 2},
+        "loss": {"distill": {"teacher": "/work/main/runs/base.safetensors", "weight": 1.0}},
         "train": {"steps": 16000},
     }
     recipe = portable_recipe(config)
@@ -34,6 +35,7 @@ def test_portable_recipe_keeps_data_set_names_and_drops_machine_paths() -> None:
     assert recipe["model"]["init"] == "latest.safetensors"
     assert "cache_dir" not in recipe["data"] and "dir" not in recipe["run"]
     assert recipe["train"] == {"steps": 16000} and recipe["data"]["batch_size"] == 16
+    assert recipe["loss"]["distill"] == {"teacher": "base.safetensors", "weight": 1.0}
     assert "/" not in json.dumps(recipe)
     assert config["run"]["dir"] == "/root/dualsr-runs/long-x4"  # the input is not changed
 

@@ -28,12 +28,28 @@ def _name(path: object) -> object:
     return path
 
 
+def _looks_like_path(value: str) -> bool:
+    return " " not in value and ("/" in value or "\\" in value or value.startswith("~"))
+
+
+def _strip_paths(value: Any) -> Any:
+    """Every path-like string in a nested structure replaced by its last component."""
+    if isinstance(value, dict):
+        return {k: _strip_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_paths(v) for v in value]
+    if isinstance(value, str) and _looks_like_path(value):
+        return _name(value)
+    return value
+
+
 def portable_recipe(config: Mapping[str, Any]) -> dict[str, Any]:
     """A training config (as a dict) without local paths.
 
     Training and validation folders become their data-set names (``/data/T91`` -> ``T91``),
-    ``model.init`` its file name, and the run and cache directories are removed. Everything else
-    (model, loss, optimiser, steps, precision) is kept as it was.
+    any other path (``model.init``, a distillation teacher) its file name, and the run and cache
+    directories are removed. Everything else (model, loss, optimiser, steps, precision) is kept
+    as it was.
     """
     recipe = copy.deepcopy(dict(config))
     data = recipe.get("data")
@@ -54,7 +70,7 @@ def portable_recipe(config: Mapping[str, Any]) -> dict[str, Any]:
         section, key = dotted.split(".")
         if isinstance(recipe.get(section), dict):
             recipe[section].pop(key, None)
-    return recipe
+    return _strip_paths(recipe)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ from ..compression.prune import (
     LayerReport,
     prune_model,
 )
+from ..compression.pruning_data import CROPS, DEFAULT_CROPS, CropSource
 from ..errors import ConfigError
 from ..models.drn import count_parameters
 from ..models.registry import read_channel_config
@@ -185,6 +186,15 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     )
     g.add_argument("--patch-size", type=int, default=192, help="HR patch side (default 192)")
     g.add_argument("--batch-size", type=int, default=16, help="(default 16)")
+    g.add_argument(
+        "--crops",
+        default=DEFAULT_CROPS,
+        metavar="|".join(CROPS),
+        help="'fresh': new random crops (of the same images) for every pass over the data, the "
+        "original model's outputs computed for them, as the released code's DataLoader (the "
+        "moments greedy, thinet and cp: new crops per layer); 'fixed': the same crops for every "
+        f"pass (default: {DEFAULT_CROPS})",
+    )
     g.add_argument("--seed", type=int, default=0, help="crops and sampling (default 0)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="(default: cpu)")
     return p
@@ -196,9 +206,26 @@ def pruning_batches(
     """``images`` aligned random HR patches (and their pyramids) in batches of ``batch_size``.
 
     Up to ``images`` images are drawn from the folders (seeded); each contributes one crop per
-    round, rounds repeating until there are ``images`` patches. Float32 in [0, 255].
+    round, rounds repeating until there are ``images`` patches. Float32 in [0, 255]. These are
+    the batches of every pass with ``--crops fixed`` (and the first pass's with ``fresh``).
     """
-    from ..data.dataset import PatchDataset, build_store, collate_pyramid, find_images
+    source = pruning_source(folders, scale, images, patch_size, batch_size, seed, fresh=False)
+    return source.batches_for_pass(0)
+
+
+def pruning_source(
+    folders: list[str],
+    scale: int,
+    images: int,
+    patch_size: int,
+    batch_size: int,
+    seed: int,
+    fresh: bool = True,
+) -> CropSource:
+    """The pruning data of :func:`pruning_batches` as a
+    :class:`~dualsr.compression.pruning_data.CropSource`: the same images (decoded once), new
+    crops of them for every pass when ``fresh``."""
+    from ..data.dataset import PatchDataset, build_store, find_images
 
     if images < 1 or batch_size < 1:
         raise ConfigError("--images and --batch-size must be >= 1")
@@ -220,12 +247,7 @@ def pruning_batches(
             f"smaller than --patch-size {patch_size}"
         ) from None
     dataset = PatchDataset(store, scale, patch_size, augment=False)
-    keys = [(i % len(store), seed, i // len(store), i) for i in range(images)]
-    batches = []
-    for start in range(0, images, batch_size):
-        batch = collate_pyramid([dataset[k] for k in keys[start : start + batch_size]])
-        batches.append([t.float() for t in batch])
-    return batches
+    return CropSource(dataset, images, batch_size, seed, fresh=fresh)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -234,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
     check_choice("--thinet-error", args.thinet_error, THINET_ERRORS)
     check_choice("--thinet-targets", args.thinet_targets, THINET_TARGETS)
     check_choice("--cp-design", args.cp_design, CP_DESIGNS)
+    check_choice("--crops", args.crops, CROPS)
     check_output_file(args.output)  # now, not after the pruning
     ckpt = load_checkpoint(resolve_checkpoint_path(args.model), map_location=args.device)
     model, duals = ckpt.model.eval(), ckpt.duals
@@ -261,16 +284,23 @@ def run(args: argparse.Namespace) -> int:
             f"--method {criterion.name} needs the dual models and {args.model} has none: pass "
             "--duals (the official dual checkpoints), or use --method dcp"
         )
-    batches = None
+    batches: CropSource | None = None
     if criterion.needs != "weights":
         if not args.data:
             raise ConfigError(f"--method {criterion.name} needs pruning images: give --data DIR")
-        batches = pruning_batches(
-            args.data, model.scale, args.images, args.patch_size, args.batch_size, args.seed
+        batches = pruning_source(
+            args.data,
+            model.scale,
+            args.images,
+            args.patch_size,
+            args.batch_size,
+            args.seed,
+            fresh=args.crops == "fresh",
         )
+        crops = "new crops every pass" if batches.fresh else "the same crops every pass"
         print(
-            f"pruning data: {args.images} patches of {args.patch_size}px in {len(batches)} "
-            f"batches from {', '.join(args.data)}"
+            f"pruning data: {args.images} patches of {args.patch_size}px in "
+            f"{batches.num_batches} batches from {', '.join(args.data)}, {crops}"
         )
 
     def progress(report: LayerReport) -> None:
@@ -329,10 +359,14 @@ def run(args: argparse.Namespace) -> int:
         "refresh": args.refresh,
         "final_epochs": args.final_epochs,
         "data": list(args.data or []),
-        "images": args.images if batches else 0,
+        "images": args.images if batches is not None else 0,
         "patch_size": args.patch_size,
         "batch_size": args.batch_size,
+        # "fresh": new random crops for every pass (released code), "fixed": the same ones
+        "crops": args.crops,
         "seed": args.seed,
+        # sets of pruning batches the passes read (1 with fixed crops)
+        "data_draws": stats.data_draws,
         "passes": stats.passes,
         "gradient_passes": stats.gradient_passes,
         "local_passes": stats.local_passes,

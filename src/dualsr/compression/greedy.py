@@ -32,6 +32,15 @@ gradient from a real pass (made once per layer, or every ``refresh`` steps); a r
 epoch on the whole loss (``final_epochs``) ends the layer. With ``gamma = 0`` this reproduces the
 paper's loop exactly; benchmarks/bench_greedy.py measures both (docs/compression-prune.md).
 
+Data: :func:`select_greedy` reads the layer's passes from a
+:class:`~dualsr.compression.pruning_data.LayerFeed` (or fixed batches and targets, the same for
+every pass). ``greedy="passes"`` asks it for every gradient pass and every local-SGD epoch, so
+with fresh crops (the driver's :class:`~dualsr.compression.pruning_data.CropSource`) each sees new
+crops, as in the released code. ``greedy="moments"`` asks once per layer: its moments, SR-gradient
+passes (refreshes included), emulated steps and final real epochs all read that one draw (the
+per-batch moments and SR gradients must come from the same batches), so fresh crops are fresh
+per layer.
+
 :func:`select_greedy` runs the configured variant on one layer; the layer-by-layer driver is
 :func:`dualsr.compression.prune.prune_model`.
 """
@@ -52,8 +61,7 @@ from ..losses import DualRegressionLoss
 from ..models.drn import DRN, DualModels
 from .criteria import DEFAULT_SCORE, Criterion, top_units
 from .layers import SearchedLayer
-
-Pyramid = Sequence[torch.Tensor]
+from .pruning_data import LayerFeed, Pyramid, Targets, as_feed
 
 #: The greedy's defaults (docs/compression-prune.md has the measurements behind them).
 DEFAULT_GREEDY: Literal["moments", "passes"] = "moments"
@@ -150,7 +158,7 @@ class LayerObjective:
     ``loss = mse_weight * MSE(original consumer output, pruned consumer output)
     + gamma * (primal + dual_weight * dual)`` (the dual term only when ``duals`` is given;
     ``mse_weight`` is 1 except for the SR-only passes of the moments greedy and ThiNet's local
-    SGD, which set it to 0). With ``gamma == 0``
+    SGD, which set it to 0; with 0, a batch's target may be None). With ``gamma == 0``
     the forward pass stops at the layer. Use as a context manager (it hooks the consumer conv).
     """
 
@@ -186,24 +194,36 @@ class LayerObjective:
             self._handle.remove()
             self._handle = None
 
-    def __call__(self, pyramid: Pyramid, target: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """(total loss, reconstruction MSE) on one batch; ``target`` = original consumer output."""
+    def __call__(self, pyramid: Pyramid, target: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+        """(total loss, reconstruction MSE) on one batch; ``target`` = original consumer output
+        (None with ``mse_weight == 0``: no reconstruction term, the MSE is reported as NaN)."""
+        if target is None and self.mse_weight:
+            raise ValueError("the reconstruction term needs the original consumer output")
         self._output = None
         try:
             outputs = self.model(pyramid[0])
         except StopForward:
             outputs = None
         assert self._output is not None, "the layer's consumer conv did not run"
-        recon = F.mse_loss(self._output, target)
-        total = self.mse_weight * recon
+        if target is None:
+            recon, mse = None, math.nan
+        else:
+            recon = F.mse_loss(self._output, target)
+            mse = float(recon.detach())
+        sr = None
         if self.gamma and outputs is not None:
             dual_outputs = self.duals(outputs) if self.duals is not None else None
-            total = total + self.gamma * self.sr_loss(outputs, list(pyramid), dual_outputs).total
-        return total, float(recon.detach())
+            sr = self.gamma * self.sr_loss(outputs, list(pyramid), dual_outputs).total
+        if recon is None:
+            if sr is None:
+                raise ValueError("no loss: no reconstruction target and no SR term (gamma 0)")
+            return sr, mse
+        total = self.mse_weight * recon
+        return (total if sr is None else total + sr), mse
 
 
 def accumulate_gradient(
-    objective: LayerObjective, batches: Sequence[Pyramid], targets: Sequence[torch.Tensor]
+    objective: LayerObjective, batches: Sequence[Pyramid], targets: Targets
 ) -> tuple[torch.Tensor, float]:
     """Sum over the batches of d loss / d consumer weight (one gradient pass); mean MSE."""
     weight = objective.layer.consumer.weight
@@ -240,8 +260,8 @@ def _trainable_bias(conv: nn.Conv2d, enabled: bool) -> Iterator[torch.Tensor | N
 
 def local_sgd(
     objective: LayerObjective,
-    batches: Sequence[Pyramid],
-    targets: Sequence[torch.Tensor],
+    batches: Sequence[Pyramid] | LayerFeed,
+    targets: Targets | None,
     selected: torch.Tensor,
     epochs: int = 1,
     lr: float = LOCAL_LR,
@@ -253,9 +273,13 @@ def local_sgd(
     is a boolean mask over the consumer's input units, or float per-unit gradient multipliers (0
     freezes a unit; ThiNet's local SGD passes its squared scales). With ``bias``
     (the released code's local SGD) the consumer's bias, if it has one, is updated too, with the
-    same learning rate and no mask; ``bias=False`` leaves it at its pretrained value. Returns the
-    mean reconstruction MSE of the last epoch.
+    same learning rate and no mask; ``bias=False`` leaves it at its pretrained value. Each epoch
+    reads the batches and targets given, or, when ``batches`` is a
+    :class:`~dualsr.compression.pruning_data.LayerFeed` (``targets`` None), the feed's next pass
+    (new crops per epoch with fresh data, as the released ``finetune_params``); one optimiser
+    (momentum) runs through all epochs. Returns the mean reconstruction MSE of the last epoch.
     """
+    feed = as_feed(batches, targets)
     weight = objective.layer.consumer.weight
     mask = selected.to(weight.dtype).view(1, -1, 1, 1)
     recon = math.nan
@@ -264,6 +288,7 @@ def local_sgd(
         opt = torch.optim.SGD(params, lr=lr, momentum=LOCAL_MOMENTUM, nesterov=True)
         for _ in range(epochs):
             total = 0.0
+            batches, targets = feed.next_pass()
             for pyramid, target in zip(batches, targets, strict=True):
                 opt.zero_grad(set_to_none=True)
                 loss, mse = objective(pyramid, target)
@@ -279,7 +304,7 @@ def local_sgd(
 def batch_gradients(
     objective: LayerObjective,
     batches: Sequence[Pyramid],
-    targets: Sequence[torch.Tensor],
+    targets: Targets,
     bias_grads: list[torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """d loss / d consumer weight on each batch separately (one gradient pass).
@@ -512,16 +537,17 @@ def _greedy_layer(
     objective: LayerObjective,
     pretrained: torch.Tensor,
     n_keep: int,
-    batches: Sequence[Pyramid],
-    targets: Sequence[torch.Tensor],
+    feed: LayerFeed,
     criterion: Criterion,
     options: GreedyOptions,
     cost: GreedyCost,
 ) -> list[int]:
-    """The paper's greedy loop: a real gradient pass and a real local-SGD epoch per step."""
+    """The paper's greedy loop: a real gradient pass and a real local-SGD epoch per step, each
+    reading the next pass of ``feed``."""
     weight = objective.layer.consumer.weight
     with _empty_selection(weight) as selected:
         while int(selected.sum()) < n_keep:
+            batches, targets = feed.next_pass()
             grad, cost.loss = accumulate_gradient(objective, batches, targets)
             cost.gradient_passes += 1
             _select_step(
@@ -537,8 +563,8 @@ def _greedy_layer(
             if options.local_epochs > 0:
                 cost.loss = local_sgd(
                     objective,
-                    batches,
-                    targets,
+                    feed,
+                    None,
                     selected,
                     options.local_epochs,
                     options.local_lr,
@@ -628,8 +654,8 @@ def select_greedy(
     pretrained: torch.Tensor,
     duals: DualModels | None,
     n_keep: int,
-    batches: Sequence[Pyramid],
-    targets: Sequence[torch.Tensor],
+    batches: Sequence[Pyramid] | LayerFeed,
+    targets: Sequence[torch.Tensor] | None,
     criterion: Criterion,
     options: GreedyOptions,
 ) -> tuple[list[int], GreedyCost]:
@@ -646,8 +672,12 @@ def select_greedy(
         duals: the dual models for the SR term's dual part, or None (used only when
             ``criterion.dual``).
         n_keep: how many units to select.
-        batches: the pruning data (pyramids ``[LR, ..., HR]``).
-        targets: the original model's consumer output of ``layer`` for each batch.
+        batches: the pruning data (pyramids ``[LR, ..., HR]``), read by every pass; or a
+            :class:`~dualsr.compression.pruning_data.LayerFeed` that gives each pass its batches
+            and targets (``greedy="passes"``: every gradient pass and local-SGD epoch draws
+            one; ``"moments"``: one draw for the whole layer).
+        targets: the original model's consumer output of ``layer`` for each batch (None with a
+            feed).
         criterion: a gradient criterion (scores units from a consumer-weight gradient).
         options: the greedy's settings, e.g. a :class:`~dualsr.compression.prune.PruneOptions`.
 
@@ -656,10 +686,16 @@ def select_greedy(
     """
     cost = GreedyCost()
     duals = duals if criterion.dual else None
-    args = (pretrained, n_keep, batches, targets, criterion, options, cost)
+    feed = as_feed(batches, targets)
     with LayerObjective(model, layer, duals, options.gamma, options.dual_weight) as objective:
         if options.greedy == "passes":
-            return _greedy_layer(objective, *args), cost
+            kept = _greedy_layer(objective, pretrained, n_keep, feed, criterion, options, cost)
+            return kept, cost
+        batches, drawn = feed.next_pass()  # the moments greedy: one draw for the layer
+        if any(t is None for t in drawn):
+            raise ValueError("the moments greedy needs the original consumer outputs")
+        targets = [t for t in drawn if t is not None]
+        args = (pretrained, n_keep, batches, targets, criterion, options, cost)
         moments = collect_moments(model, layer, targets, batches)
         cost.moment_passes += 1
         if options.gamma == 0:  # no SR term: every gradient comes from the moments

@@ -15,11 +15,23 @@ and ``cp`` from sampled consumer inputs and target outputs (:func:`collect_featu
 ``drc`` and ``dcp`` with the gradient-based greedy loop of :mod:`dualsr.compression.greedy`
 (:func:`~dualsr.compression.greedy.select_greedy`, in its paper's-loop or moments variant).
 
-Targets are the original model's consumer outputs, computed once per layer (a forward pass
-truncated at that layer, :func:`teacher_features`) and kept in memory for the layer's passes;
-except for ThiNet, whose targets are by default (``thinet_targets="pruned"``, as the released
-code) the network being pruned's own consumer output of the layer, all its units still present
-(the same truncated pass, on the network being pruned).
+Targets are the original model's consumer outputs (a forward pass truncated at that layer,
+:func:`teacher_features`), computed for the batches a pass reads and kept in memory while the
+layer's passes read them; except for ThiNet, whose targets are by default
+(``thinet_targets="pruned"``, as the released code) the network being pruned's own consumer
+output of the layer, all its units still present (the same truncated pass, on the network being
+pruned).
+
+Pruning data (:mod:`dualsr.compression.pruning_data`): a plain sequence of pyramids is read by
+every pass (the targets are then computed once per layer). A
+:class:`~dualsr.compression.pruning_data.PruningData` with ``fresh`` batches (e.g. a
+:class:`~dualsr.compression.pruning_data.CropSource`, ``dualsr prune --crops fresh``) gives new
+batches to every pass that draws, as the released code's DataLoader of random crops does, and
+the targets are computed for each draw: ``drc``/``dcp`` with ``greedy="passes"`` draw for every
+gradient pass and every local-SGD epoch; ``greedy="moments"`` once per layer (its moments, SR
+gradients and final epochs share that draw); ``thinet`` and ``cp`` once per layer for their
+statistics (and ThiNet's own targets), and ThiNet once more for each epoch of its SR-only local
+SGD, which needs no targets.
 
 ThiNet ends each layer, as the released code, with ``local_epochs`` of local SGD (Nesterov,
 momentum 0.9, ``local_lr``) of the kept weight slices and (``local_bias``) the consumer's bias on
@@ -38,6 +50,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Literal
 
 import torch
@@ -79,6 +92,15 @@ from .greedy import (
     select_greedy,
 )
 from .layers import SearchedLayer, searched_layers, slim
+from .pruning_data import (
+    CropSource,
+    FixedBatches,
+    LayerData,
+    LayerFeed,
+    PassData,
+    PruningData,
+    as_pruning_data,
+)
 
 __all__ = [
     "DEFAULT_CHANNELS_PER_PASS",
@@ -87,12 +109,15 @@ __all__ = [
     "DEFAULT_SCORE",
     "LOCAL_LR",
     "LOCAL_MOMENTUM",
+    "CropSource",
+    "FixedBatches",
     "LayerMoments",
     "LayerObjective",
     "LayerReport",
     "PruneOptions",
     "PruneResult",
     "PruneStats",
+    "PruningData",
     "Pyramid",
     "accumulate_gradient",
     "batch_gradients",
@@ -143,9 +168,11 @@ class PruneStats:
     A *pass* is one forward/backward of the network being pruned over all pruning batches:
     ``gradient_passes`` accumulate gradients for scoring, ``local_passes`` are local SGD epochs
     (the greedy's, and ThiNet's after its selection). ``teacher_passes`` are forward passes of
-    the original model (truncated at the layer) and ``feature_passes`` the truncated passes of
-    the network being pruned that collect statistics (ThiNet's and CP's inputs, ThiNet's own
-    targets, the greedy's moments).
+    the original model (truncated at the layer; one per layer with fixed batches, one per draw
+    with fresh ones) and ``feature_passes`` the truncated passes of the network being pruned
+    that collect statistics (ThiNet's and CP's inputs, ThiNet's own targets, the greedy's
+    moments). ``data_draws`` counts the sets of batches the passes read: 1 for fixed batches
+    (0 without data), one per pass that drew new ones for fresh data.
     """
 
     method: str
@@ -153,6 +180,7 @@ class PruneStats:
     local_passes: int = 0
     teacher_passes: int = 0
     feature_passes: int = 0
+    data_draws: int = 0
     seconds: float = 0.0
     layers: list[LayerReport] = field(default_factory=list)
 
@@ -335,8 +363,7 @@ def _sr_local_sgd(
     model: DRN,
     layer: SearchedLayer,
     duals: DualModels | None,
-    batches: Sequence[Pyramid],
-    targets: Sequence[torch.Tensor],
+    feed: LayerFeed,
     selection: Selection,
     opts: PruneOptions,
 ) -> None:
@@ -351,8 +378,8 @@ def _sr_local_sgd(
     ``pruned_weight * beta``, so an SGD step on ``pruned_weight`` moves slice ``j`` of our
     (effective) weight by ``beta_j^2`` times the step on the weight itself: each kept slice's
     gradient is multiplied by its squared scale, which reproduces that trajectory exactly
-    (momentum and Nesterov are linear in the gradients). ``targets`` only feed the reported
-    reconstruction MSE.
+    (momentum and Nesterov are linear in the gradients). Each epoch reads ``feed``'s next pass
+    (new crops per epoch with fresh data); the SR loss needs no targets.
     """
     conv = layer.consumer
     weight = conv.weight
@@ -368,8 +395,8 @@ def _sr_local_sgd(
         ) as objective:
             local_sgd(
                 objective,
-                batches,
-                targets,
+                feed,
+                None,
                 units,
                 opts.local_epochs,
                 opts.local_lr,
@@ -438,7 +465,7 @@ def prune_masked(
     model: DRN,
     duals: DualModels | None,
     channel_config: Sequence[int],
-    batches: Sequence[Pyramid] | None,
+    batches: Sequence[Pyramid] | PruningData | None,
     options: PruneOptions | None = None,
     progress: Callable[[LayerReport], None] | None = None,
 ) -> PruneResult:
@@ -457,10 +484,11 @@ def prune_masked(
             "none were given: use a checkpoint that includes them, or method 'dcp'"
         )
     device = _device(model)
-    data: list[list[torch.Tensor]] = []
+    data: PassData | None = None
     if criterion.needs != "weights":
-        check_batches(model, batches or [])
-        data = [[t.to(device, torch.float32) for t in pyramid] for pyramid in batches or []]
+        pruning_data = as_pruning_data([] if batches is None else batches)
+        data = PassData(pruning_data, device, check=partial(check_batches, model))
+        data.load_first()  # errors in the data now, not after the first layers
 
     start = time.perf_counter()
     stats = PruneStats(criterion.name)
@@ -484,26 +512,26 @@ def prune_masked(
             elif criterion.needs == "weights":
                 kept = top_units(criterion(layer), n_keep)
             else:
+                assert data is not None
                 own = criterion.name == "thinet" and opts.thinet_targets == "pruned"
                 source = layer if own else tlayer  # whose consumer output is the target
-                targets = teacher_features(work if own else teacher, source, data)
-                if own:
-                    stats.feature_passes += 1
-                else:
-                    stats.teacher_passes += 1
+                # each draw's targets, computed when a pass first reads it
+                feed = LayerData(data, partial(teacher_features, work if own else teacher, source))
                 if criterion.needs == "gradients":
                     pretrained = tlayer.consumer.weight.detach()
                     kept, cost = select_greedy(
-                        work, layer, pretrained, dual_copy, n_keep, data, targets, criterion, opts
+                        work, layer, pretrained, dual_copy, n_keep, feed, None, criterion, opts
                     )
                     report.gradient_passes = cost.gradient_passes
                     report.local_passes = cost.local_passes
                     report.loss = cost.loss
                     stats.feature_passes += cost.moment_passes
                 else:
+                    drawn, targets = feed.next_pass()
                     feats = collect_feature_stats(
-                        work, layer, source, targets, data, opts.feature_samples, generator
+                        work, layer, source, targets, drawn, opts.feature_samples, generator
                     )
+                    del drawn, targets
                     stats.feature_passes += 1
                     selection = criterion(feats, n_keep, **_feature_kwargs(criterion.name, opts))
                     kept = selection.keep
@@ -514,11 +542,16 @@ def prune_masked(
                             conv.weight[:, kept] = selection.weight.to(device)
                     if criterion.local_sgd and opts.local_epochs > 0:
                         _zero_unkept(conv, kept)
-                        _sr_local_sgd(work, layer, dual_copy, data, targets, selection, opts)
+                        sr_feed = LayerData(data, None)  # the SR loss alone: no targets
+                        _sr_local_sgd(work, layer, dual_copy, sr_feed, selection, opts)
                         report.local_passes = opts.local_epochs
                     shift = None if bias0 is None else (conv.bias.detach() - bias0).cpu()
                     report.loss = _feature_mse(feats, conv.weight.detach().cpu(), kept, shift)
-                del targets
+                if own:
+                    stats.feature_passes += feed.target_passes
+                else:
+                    stats.teacher_passes += feed.target_passes
+                del feed
             _zero_unkept(layer.consumer, kept)
             keep.append(kept)
             stats.gradient_passes += report.gradient_passes
@@ -527,6 +560,7 @@ def prune_masked(
             stats.layers.append(report)
             if progress is not None:
                 progress(report)
+    stats.data_draws = data.draws if data is not None else 0
     stats.seconds = time.perf_counter() - start
     return PruneResult(work, keep, stats)
 
@@ -535,7 +569,7 @@ def prune_model(
     model: DRN,
     duals: DualModels | None,
     channel_config: Sequence[int],
-    batches: Sequence[Pyramid] | None,
+    batches: Sequence[Pyramid] | PruningData | None,
     *,
     method: str = "drc",
     gamma: float = 1.0,
@@ -562,9 +596,12 @@ def prune_model(
         duals: its dual models (needed by ``drc`` when ``gamma > 0``; ignored by other methods).
         channel_config: the width of every searched layer, official order (e.g. a searched
             configuration file read with :func:`dualsr.read_channel_config`).
-        batches: pruning data, re-read once per pass: a sequence of pyramids, each a list of
-            ``log2(scale) + 1`` float tensors ``N x 3 x h x w`` in [0, 255] (level 0 = LR input,
-            last = HR). Not needed by ``l1`` and ``uniform``.
+        batches: pruning data: a sequence of pyramids, each a list of ``log2(scale) + 1``
+            float tensors ``N x 3 x h x w`` in [0, 255] (level 0 = LR input, last = HR), re-read
+            by every pass; or a :class:`~dualsr.compression.pruning_data.PruningData` giving
+            each pass its pyramids, e.g. a :class:`~dualsr.compression.pruning_data.CropSource`
+            with fresh random crops for every pass (see the module docstring for which steps
+            draw). Not needed by ``l1`` and ``uniform``.
         method: a name in :data:`dualsr.compression.criteria.CRITERIA`.
         gamma: weight of the SR loss against the layer reconstruction MSE (gradient methods).
         dual_weight: lambda, the weight of the dual term inside the SR loss (``drc``; also
