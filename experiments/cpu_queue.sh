@@ -54,7 +54,8 @@ PY
     $D search --resume "$C/search" >> "$C/search.log" 2>&1 || exit 1
   else
     $D search --model "$BASE" --data $TRAIN_DIRS --rate 0.5 --select budget \
-      --budget-params "$budget" --steps 600 --val "$DATA/Set5" --cache-dir "$R/cache" \
+      --budget-params "$budget" --steps 600 --patch-size 96 --batch-size 8 --val "$DATA/Set5" \
+      --cache-dir "$R/cache" \
       -o "$C/search" > "$C/search.log" 2>&1 || exit 1
   fi
 fi
