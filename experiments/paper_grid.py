@@ -70,36 +70,32 @@ def dualsr() -> str:
     return str(local) if local.exists() else "dualsr"
 
 
+def _overrides(args: argparse.Namespace, seed: int, every: int, extra: list[str]) -> list[str]:
+    """``--set`` options shared by every training and fine-tuning run, then ``extra``."""
+    sets = [
+        f"data.cache_dir={args.out}/cache",
+        f"val.folders=[{args.data}/Set5]",
+        f"val.every={every}",
+        f"train.seed={seed}",
+        f"train.threads={args.threads}",
+        "run.tensorboard=false",
+        "run.progress=false",
+        *extra,
+    ]
+    return [item for s in sets for item in ("--set", s)]
+
+
 def _train(args: argparse.Namespace, run: str, seed: int, sets: list[str]) -> list[str]:
-    base = [
+    data = f"data.train=[{args.data}/T91,{args.data}/BSD200]"
+    return [
         dualsr(),
         "train",
         "--config",
         str(ROOT / "configs" / "cpu-drn-x4.yaml"),
         "--run-dir",
         run,
-        "--set",
-        f"data.train=[{args.data}/T91,{args.data}/BSD200]",
-        "--set",
-        f"data.cache_dir={args.out}/cache",
-        "--set",
-        f"val.folders=[{args.data}/Set5]",
-        "--set",
-        f"val.every={args.steps}",
-        "--set",
-        f"train.steps={args.steps}",
-        "--set",
-        f"train.seed={seed}",
-        "--set",
-        f"train.threads={args.threads}",
-        "--set",
-        "run.tensorboard=false",
-        "--set",
-        "run.progress=false",
+        *_overrides(args, seed, args.steps, [data, f"train.steps={args.steps}", *sets]),
     ]
-    for s in sets:
-        base += ["--set", s]
-    return base
 
 
 def _finetune(args: argparse.Namespace, model: str, run: str, seed: int) -> list[str]:
@@ -117,22 +113,7 @@ def _finetune(args: argparse.Namespace, model: str, run: str, seed: int) -> list
         "--data",
         f"{args.data}/T91",
         f"{args.data}/BSD200",
-        "--set",
-        f"data.cache_dir={args.out}/cache",
-        "--set",
-        f"val.folders=[{args.data}/Set5]",
-        "--set",
-        f"val.every={args.ft_steps}",
-        "--set",
-        "optim.lr=1e-4",
-        "--set",
-        f"train.seed={seed}",
-        "--set",
-        f"train.threads={args.threads}",
-        "--set",
-        "run.tensorboard=false",
-        "--set",
-        "run.progress=false",
+        *_overrides(args, seed, args.ft_steps, ["optim.lr=1e-4"]),
     ]
 
 

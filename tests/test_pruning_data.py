@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import dualsr
 from dualsr.cli.prune import pruning_batches, pruning_source
@@ -25,27 +23,12 @@ from dualsr.compression.pruning_data import (
 from dualsr.errors import DualSRError
 
 from .conftest import random_image
+from .test_prune import _half, _pyramid, _tiny
 
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)  # tiny convolutions: threads only add overhead on a shared machine
-
-
-def _pyramid(n: int = 2, hr: int = 16, scale: int = 4, seed: int = 0) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, hr, hr, generator=gen) * 255
-    levels = [F.avg_pool2d(x, scale // 2**lvl) for lvl in range(int(math.log2(scale)))]
-    return [*levels, x]
-
-
-def _tiny() -> tuple[dualsr.DRN, dualsr.DualModels]:
-    torch.manual_seed(0)
-    return dualsr.DRN(4, 4, 1).eval(), dualsr.DualModels(4, 4).eval()
-
-
-def _half(model: dualsr.DRN) -> list[int]:
-    return [max(1, w // 2) for w in model.channel_widths()]
 
 
 class _Spy:
