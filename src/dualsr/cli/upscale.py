@@ -31,7 +31,7 @@ from ..inference import (
     forward_bytes_per_lr_pixel,
     is_out_of_memory,
 )
-from ..pretrained import DEFAULT_PRESETS, DEFAULT_SCALE, require_default_model
+from ..pretrained import DEFAULT_PRESETS, DEFAULT_SCALE, require_default_model, shipped_weights
 from .common import add_inference_options, build_upscaler, ensure_writable_folder
 
 #: Output formats that cannot hold an alpha channel.
@@ -113,15 +113,17 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         choices=sorted(DEFAULT_PRESETS),
         default=None,
         help="the model's scale: without --model it picks the shipped model of that scale ("
-        + ", ".join(f"x{s}: {n}" for s, n in sorted(DEFAULT_PRESETS.items()))
+        + ", ".join(
+            f"x{s}: {n}" + ("" if shipped_weights(n) else " (not shipped yet)")
+            for s, n in sorted(DEFAULT_PRESETS.items())
+        )
         + f"; default x{DEFAULT_SCALE}); with --model it must match the model",
     )
     add_inference_options(
         p,
         default_model=None,
         tile_by_default=True,
-        model_help="default: the shipped model of --scale, "
-        + ", ".join(f"{n} at x{s}" for s, n in sorted(DEFAULT_PRESETS.items())),
+        model_help="default: the shipped model of --scale",
     )
     return p
 
