@@ -11,7 +11,7 @@
 # 2. x8 size selection: n_feats 4 and 6 (10 RCABs) at equal CPU time (each's step count from a
 #    30-step probe of its idle speed, ~15 minutes each), then the long x8 run (~2.5 hours) on the
 #    one with the better Set5.
-# 3. The paper experiments (experiments/paper_grid.py): lambda, dual-hr, search, methods.
+# 3. The paper experiments (experiments/paper_grid.py): lambda, dual-hr, search, methods, x8.
 # Run directories live in $RUNS (default ~/dualsr-runs), outside the checkout.
 set -u
 cd "$(dirname "$0")/.."
@@ -126,4 +126,6 @@ done
 for family in search methods; do
   $PY experiments/paper_grid.py run $family --base "$BASE" --data "$DATA" --out "$R/paper" || exit 1
 done
+$PY experiments/paper_grid.py run x8 --base "$R/x8-long/latest.safetensors" --data "$DATA" \
+  --out "$R/paper" || exit 1
 echo "queue done"

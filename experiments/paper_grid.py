@@ -4,6 +4,7 @@
     python experiments/paper_grid.py run dual-hr --data ../shared/datasets --out ~/dualsr-runs/paper
     python experiments/paper_grid.py run search --base BASE.safetensors --data ... --out ...
     python experiments/paper_grid.py run methods --base BASE.safetensors --data ... --out ...
+    python experiments/paper_grid.py run x8 --base X8.safetensors --data ... --out ...
     python experiments/paper_grid.py summary --out ~/dualsr-runs/paper --json table.json
 
 Families (every variant with each of ``--seeds``, default 0 1 2):
@@ -19,6 +20,8 @@ Families (every variant with each of ``--seeds``, default 0 1 2):
   distribution at the end of the search is recorded.
 - ``methods``: from ``--base`` at the uniform 50 % widths: DRC and DCP with gamma 0.1 / 1 / 10,
   ThiNet, CP and L1, each fine-tuned the same way.
+- ``x8``: from an x8 ``--base`` (the x8 CPU recipe's model): DRC and L1 at the uniform 50 %
+  widths, fine-tuned with configs/cpu-drn-x8.yaml, beside the unpruned base.
 
 A job's steps are skipped when their output exists and an interrupted training resumes, so
 ``run`` continues where it stopped. Each finished job writes ``result.json`` (variant, seed,
@@ -98,7 +101,9 @@ def _train(args: argparse.Namespace, run: str, seed: int, sets: list[str]) -> li
     ]
 
 
-def _finetune(args: argparse.Namespace, model: str, run: str, seed: int) -> list[str]:
+def _finetune(
+    args: argparse.Namespace, model: str, run: str, seed: int, recipe: str = "cpu-drn-x4.yaml"
+) -> list[str]:
     return [
         dualsr(),
         "finetune",
@@ -109,7 +114,7 @@ def _finetune(args: argparse.Namespace, model: str, run: str, seed: int) -> list
         "--steps",
         str(args.ft_steps),
         "--config",
-        str(ROOT / "configs" / "cpu-drn-x4.yaml"),
+        str(ROOT / "configs" / recipe),
         "--data",
         f"{args.data}/T91",
         f"{args.data}/BSD200",
@@ -117,7 +122,9 @@ def _finetune(args: argparse.Namespace, model: str, run: str, seed: int) -> list
     ]
 
 
-def _prune(args: argparse.Namespace, out: str, seed: int, method: str, extra: list[str]) -> list:
+def _prune(
+    args: argparse.Namespace, out: str, seed: int, method: str, extra: list[str], patch: int = 128
+) -> list:
     return [
         dualsr(),
         "prune",
@@ -131,7 +138,7 @@ def _prune(args: argparse.Namespace, out: str, seed: int, method: str, extra: li
         "--images",
         "64",
         "--patch-size",
-        "128",
+        str(patch),
         "--batch-size",
         "16",
         "--seed",
@@ -247,6 +254,25 @@ def jobs(family: str, args: argparse.Namespace) -> Iterator[Job]:
                     )
                 )
                 job.commands.append((_finetune(args, "pruned.safetensors", "ft", seed), "ft/DONE"))
+                job.model = "ft/latest.safetensors"
+                yield job
+        elif family == "x8":
+            if seed == args.seeds[0]:
+                job = Job(family, "unpruned", {"model": "x8 base"}, seed)
+                job.model = str(args.base)
+                yield job
+            for method in ("drc", "l1"):
+                job = Job(
+                    family,
+                    f"{method}-r50-s{seed}",
+                    {"method": method, "rate": 0.5},
+                    seed,
+                    run_dir="ft",
+                )
+                prune = _prune(args, "pruned.safetensors", seed, method, ["--rate", "0.5"], 192)
+                job.commands.append((prune, "pruned.safetensors"))
+                ft = _finetune(args, "pruned.safetensors", "ft", seed, "cpu-drn-x8.yaml")
+                job.commands.append((ft, "ft/DONE"))
                 job.model = "ft/latest.safetensors"
                 yield job
         else:
@@ -371,7 +397,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("family", choices=["lambda", "dual-hr", "search", "methods"])
+    r.add_argument("family", choices=["lambda", "dual-hr", "search", "methods", "x8"])
     r.add_argument("--data", type=Path, required=True, help="folder with T91, BSD200, Set5, Set14")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--base", type=Path, help="trained x4 checkpoint (search, methods)")
@@ -394,7 +420,7 @@ def main() -> None:
         return
     args.out = args.out.expanduser().resolve()
     args.data = args.data.expanduser().resolve()
-    if args.family in ("search", "methods"):
+    if args.family in ("search", "methods", "x8"):
         if args.base is None:
             raise SystemExit(f"{args.family} needs --base (a trained x4 checkpoint)")
         args.base = args.base.expanduser().resolve()
