@@ -34,7 +34,7 @@ m = dualsr.load_model(sys.argv[1])
 print(config_cost(m.arch, uniform_config(m.channel_widths(), float(sys.argv[2])), None)[0])
 PY
 )
-    "$DUALSR" search --model "$BASE" --data $TRAIN_DIRS --rate "$rate" --budget-params "$budget" \
+    "$DUALSR" search --model "$BASE" --data $TRAIN_DIRS --rate "$rate" --select budget --budget-params "$budget" \
       --order second --steps "${SEARCH_STEPS:-200}" --patch-size 96 --batch-size 8 \
       --cache-dir runs/cache ${SEARCH_ARGS:-} -o "$search_dir"
   fi
