@@ -20,22 +20,10 @@ import torch.nn.functional as F
 import dualsr
 import dualsr.compression.search as search_module
 from dualsr.cli import main
+from dualsr.compression.bilevel import SearchObjective, alpha_gradients, finite_difference_hvp
 from dualsr.compression.budget import Budget
 from dualsr.compression.layers import searched_layers
-from dualsr.compression.search import (
-    DARTS_ALPHA_BETAS,
-    PAPER_RATIOS,
-    SearchObjective,
-    SearchResult,
-    alpha_gradients,
-    candidate_widths,
-    finite_difference_hvp,
-    rank_units,
-    round_to_multiple,
-    search_channels,
-    soft_width_mask,
-    split_files,
-)
+from dualsr.compression.search import DARTS_ALPHA_BETAS, SearchResult, search_channels
 from dualsr.compression.search_config import (
     SearchOptions,
     apply_overrides,
@@ -44,6 +32,14 @@ from dualsr.compression.search_config import (
     parse_count,
     parse_save_every,
     resume_options,
+)
+from dualsr.compression.search_data import split_files
+from dualsr.compression.search_space import (
+    PAPER_RATIOS,
+    candidate_widths,
+    rank_units,
+    round_to_multiple,
+    soft_width_mask,
 )
 from dualsr.compression.search_state import (
     SearchCheckpoints,

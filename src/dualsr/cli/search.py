@@ -168,13 +168,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..compression.budget import check_budget
-    from ..compression.search import (
-        load_search_model,
-        load_validation_pairs,
-        make_search_data,
-        search_channels,
-    )
+    from ..compression.search import search_channels
     from ..compression.search_config import load_search_options, option_names, resume_options
+    from ..compression.search_data import load_search_model, load_validation_pairs, make_search_data
     from ..compression.search_state import (
         SearchCheckpoints,
         has_search_checkpoints,

@@ -35,8 +35,12 @@ argmax configuration can be written to a folder (``output``), and with validatio
 (``val_folder``) the epoch of the best PSNR is kept, as in the release
 (:func:`validation_psnr`).
 
-:func:`search_channels` works on any iterables of pyramid batches; :func:`make_search_data` builds
-them from image folders for ``dualsr search``.
+:func:`search_channels` works on any iterables of pyramid batches;
+:func:`dualsr.compression.search_data.make_search_data` builds them from image folders for
+``dualsr search``. The parts live in their own modules: the candidates, ranking and soft masks in
+:mod:`~dualsr.compression.search_space`, the logit gradients and the loss in
+:mod:`~dualsr.compression.bilevel`, the step loop and its checkpoint bookkeeping in
+:mod:`~dualsr.compression.search_run`.
 :meth:`SearchResult.save` writes the result files; the options of a run are
 :class:`dualsr.compression.search_config.SearchOptions`. With ``checkpoints``
 (:class:`dualsr.compression.search_state.SearchCheckpoints`) the search saves its state
@@ -52,7 +56,6 @@ import json
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,12 +63,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call
 
-from ..errors import CheckpointError, ConfigError, DualSRError
-from ..losses import DualRegressionLoss, LossTerms
+from ..errors import ConfigError
+from ..losses import DualRegressionLoss
 from ..models.drn import DRN, DualModels
+from .bilevel import EPS_SCALE, Batch, LossFn, SearchObjective, alpha_gradients
 from .budget import (
     DEFAULT_INPUT_HW,
     Budget,
@@ -75,13 +77,22 @@ from .budget import (
     config_cost,
     fit_to_budget,
 )
-from .layers import ChannelMasks, SearchedLayer, searched_layers
+from .layers import searched_layers
+from .search_data import load_validation_pairs, validation_psnr
+from .search_run import SearchRun, check_resume, run_steps
+from .search_space import (
+    PAPER_RATIOS,
+    argmax_configuration,
+    candidate_widths,
+    check_rate,
+    expected_widths,
+    format_channel_config,
+)
 
 if TYPE_CHECKING:
     from .search_state import SearchCheckpoints, SearchState
 
 log = logging.getLogger("dualsr.search")
-PAPER_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 ALPHA_INIT_STD = 1e-3  # logits start near uniform: 1e-3 * N(0, 1), as in the release
 ALPHA_BETAS = (0.9, 0.999)  # the release's Adam of the logits (DRN/option.py beta1, beta2)
 DARTS_ALPHA_BETAS = (0.5, 0.999)  # the DARTS convention (this package's earlier default)
@@ -91,241 +102,6 @@ GRAD_CLIP = 5.0  # the release's w_grad_clip: max gradient norm of the weight st
 SELECTIONS = ("argmax", "budget")  # how the final configuration is chosen
 EPOCH_DIR = "epochs"  # OUT/epochs/channel_config-epoch-0001.txt: the argmax after every epoch
 BEST_CONFIG = "best_channel_config.txt"  # the argmax of the epoch with the best validation PSNR
-EPS_SCALE = 0.01  # eps = EPS_SCALE / ||grad_w' L_val||, the DARTS choice
-
-Batch = Sequence[torch.Tensor]  # a pyramid [LR, 2x, ..., HR], each N x 3 x h x w in [0, 255]
-Objective = Callable[[Sequence[torch.Tensor], Sequence[torch.Tensor], Any], torch.Tensor]
-LossFn = Callable[..., "LossTerms | torch.Tensor"]
-
-
-# ----------------------------------------------------------------------------------------------
-# Candidates, ranking and soft masks
-# ----------------------------------------------------------------------------------------------
-def round_to_multiple(value: int, multiple: int) -> int:
-    """The nearest multiple of ``multiple``; an exact tie rounds down (as the released code)."""
-    remainder = value % multiple
-    return value - remainder + multiple if 2 * remainder > multiple else value - remainder
-
-
-def check_rate(rate: float) -> float:
-    """``rate`` as a float in (0, 1); ConfigError otherwise."""
-    try:
-        r = float(rate)
-    except (TypeError, ValueError):
-        raise ConfigError(f"the pruning rate must be a number in (0, 1), got {rate!r}") from None
-    if not 0.0 < r < 1.0:
-        raise ConfigError(
-            f"the pruning rate must be in (0, 1) (the fraction of channels to remove, e.g. 0.3 "
-            f"for DRN-S30), got {rate}"
-        )
-    return r
-
-
-def candidate_widths(
-    width: int, rate: float, ratios: Sequence[float] = PAPER_RATIOS, multiple: int = 4
-) -> list[int]:
-    """The candidate widths of a layer of full width ``width`` at pruning rate ``rate``.
-
-    ``int(width * (1 - rate) * k)`` for each ``k`` in ``ratios``, rounded to the nearest multiple
-    of ``multiple`` (ties down) and clipped to ``[multiple, width]`` (PAPER_FACTS.md). Duplicates
-    are kept, so every layer has ``len(ratios)`` candidates.
-    """
-    rate = check_rate(rate)
-    if multiple < 1:
-        raise ConfigError(f"multiple must be >= 1, got {multiple}")
-    if not ratios or any(not 0 < k <= 1 for k in ratios):
-        raise ConfigError(f"candidate ratios must be in (0, 1], got {list(ratios)}")
-    return [
-        min(max(round_to_multiple(int(width * (1 - rate) * k), multiple), multiple), width)
-        for k in ratios
-    ]
-
-
-def unit_importance(layer: SearchedLayer) -> torch.Tensor:
-    """L1 norm of the consumer weights reading each unit of ``layer`` (length ``layer.width``)."""
-    return layer.consumer.weight.detach().abs().sum(dim=(0, 2, 3))
-
-
-def rank_units(layer: SearchedLayer) -> torch.Tensor:
-    """Unit indices of ``layer`` from the most to the least important (stable on ties)."""
-    return torch.sort(unit_importance(layer), descending=True, stable=True).indices
-
-
-def soft_width_mask(
-    probs: torch.Tensor, candidates: torch.Tensor, order: torch.Tensor
-) -> torch.Tensor:
-    """Mask of every unit: ``m_j = sum_k probs[k] * [rank(j) < candidates[k]]``.
-
-    Args:
-        probs: ``K`` candidate weights (a softmax; differentiable).
-        candidates: ``K`` widths.
-        order: unit indices sorted by importance (``order[0]`` has rank 0).
-    """
-    width = order.numel()
-    ranks = torch.arange(width, device=probs.device)
-    keep = (ranks[None, :] < candidates.to(probs.device)[:, None]).to(probs.dtype)  # K x C
-    by_rank = probs @ keep
-    return by_rank[torch.argsort(order.to(probs.device))]
-
-
-def expected_widths(probs: Sequence[torch.Tensor], candidates: Sequence[Sequence[int]]) -> list:
-    """``sum_k p_k c_k`` per layer (the sum of the layer's soft mask)."""
-    return [
-        float((p.detach().cpu().double() * torch.tensor(c, dtype=torch.float64)).sum())
-        for p, c in zip(probs, candidates, strict=True)
-    ]
-
-
-# ----------------------------------------------------------------------------------------------
-# Bilevel gradients (generic: any objective(weights, alphas, batch) -> scalar)
-# ----------------------------------------------------------------------------------------------
-def _grads(loss: torch.Tensor, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    grads = torch.autograd.grad(loss, list(inputs), allow_unused=True)
-    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs, strict=True)]
-
-
-def finite_difference_hvp(
-    objective: Objective,
-    weights: Sequence[torch.Tensor],
-    alphas: Sequence[torch.Tensor],
-    batch: Any,
-    vector: Sequence[torch.Tensor],
-    eps: float,
-) -> list[torch.Tensor]:
-    """Central difference ``(grad_a L(w + eps v) - grad_a L(w - eps v)) / (2 eps)``.
-
-    Approximates the mixed second derivative ``d^2 L / (d alpha d w) . v`` with two gradient
-    evaluations (error O(eps^2) for smooth losses).
-    """
-    with torch.no_grad():
-        w_plus = [w.detach() + eps * v for w, v in zip(weights, vector, strict=True)]
-        w_minus = [w.detach() - eps * v for w, v in zip(weights, vector, strict=True)]
-    g_plus = _grads(objective(w_plus, alphas, batch), alphas)
-    g_minus = _grads(objective(w_minus, alphas, batch), alphas)
-    return [(p - m) / (2 * eps) for p, m in zip(g_plus, g_minus, strict=True)]
-
-
-def alpha_gradients(
-    objective: Objective,
-    weights: Sequence[torch.Tensor],
-    alphas: Sequence[torch.Tensor],
-    train_batch: Any,
-    val_batch: Any,
-    *,
-    order: str = "second",
-    xi: float = 1e-4,
-    eps_scale: float = EPS_SCALE,
-) -> tuple[list[torch.Tensor], float]:
-    """The gradient of the validation loss with respect to the architecture logits.
-
-    Args:
-        objective: ``objective(weights, alphas, batch)`` -> scalar loss.
-        weights: the network weights ``w`` (tensors; not modified).
-        alphas: the logits (tensors with ``requires_grad``).
-        train_batch, val_batch: one batch of each split.
-        order: ``"first"``: ``grad_alpha L_val(w, alpha)``. ``"second"``: the DARTS unrolled
-            gradient ``grad_alpha L_val(w', alpha) - xi * H v`` with ``w' = w - xi grad_w
-            L_train(w, alpha)``, ``v = grad_w' L_val(w', alpha)`` and the mixed Hessian-vector
-            product ``H v`` by :func:`finite_difference_hvp` at ``eps = eps_scale / ||v||``.
-        xi: the virtual step size (DARTS: the weights' learning rate).
-
-    Returns:
-        The gradients (one per alpha) and the validation loss as a float.
-    """
-    if order == "first":
-        loss_val = objective(weights, alphas, val_batch)
-        return _grads(loss_val, alphas), float(loss_val.detach())
-    if order != "second":
-        raise ConfigError(f"order must be 'first' or 'second', got {order!r}")
-    g_train = _grads(objective(weights, alphas, train_batch), weights)
-    w_virtual = [
-        (w.detach() - xi * g).requires_grad_(True) for w, g in zip(weights, g_train, strict=True)
-    ]
-    loss_val = objective(w_virtual, alphas, val_batch)
-    grads = _grads(loss_val, [*alphas, *w_virtual])
-    g_alpha, v = grads[: len(alphas)], grads[len(alphas) :]
-    norm = float(torch.sqrt(sum((g.double() ** 2).sum() for g in v)))
-    if xi == 0 or norm == 0 or not math.isfinite(norm):
-        return g_alpha, float(loss_val.detach())
-    hvp = finite_difference_hvp(objective, weights, alphas, train_batch, v, eps_scale / norm)
-    return [ga - xi * h for ga, h in zip(g_alpha, hvp, strict=True)], float(loss_val.detach())
-
-
-# ----------------------------------------------------------------------------------------------
-# The DRN search objective
-# ----------------------------------------------------------------------------------------------
-class _PrimalDual(nn.Module):
-    """Primal and duals in one module, so one functional call evaluates both."""
-
-    def __init__(self, model: DRN, duals: DualModels | None) -> None:
-        super().__init__()
-        self.model = model
-        self.duals = duals
-
-    def forward(self, lr: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
-        outputs = self.model(lr)
-        return outputs, (self.duals(outputs) if self.duals is not None else None)
-
-
-class SearchObjective:
-    """``L(w, alpha; batch)``: the dual regression loss of the soft-masked DRN.
-
-    ``weights`` are given in the order of :attr:`names` (the trainable parameters of the model
-    and its duals); ``alphas`` one logit vector per searched layer. Call :meth:`rank` to
-    (re)compute the unit ranking from the current module weights. Use :meth:`close` (or a
-    ``with`` block) to remove the mask hooks.
-    """
-
-    def __init__(
-        self,
-        model: DRN,
-        duals: DualModels | None,
-        candidates: Sequence[Sequence[int]],
-        loss: LossFn,
-    ) -> None:
-        self.net = _PrimalDual(model, duals)
-        self.names = [n for n, p in self.net.named_parameters() if p.requires_grad]
-        self.weights = [p for p in self.net.parameters() if p.requires_grad]
-        self.masks = ChannelMasks(model, [None] * len(searched_layers(model)))
-        self.layers = self.masks.layers
-        device = next(model.parameters()).device
-        self.candidates = [torch.tensor(list(c), device=device) for c in candidates]
-        if len(self.candidates) != len(self.layers):
-            raise ValueError(f"{len(candidates)} candidate lists for {len(self.layers)} layers")
-        self.loss = loss
-        self.orders: list[torch.Tensor] = []
-        self.rank()
-
-    def rank(self) -> None:
-        """Rank every layer's units by the current L1 norms."""
-        self.orders = [rank_units(layer) for layer in self.layers]
-
-    def soft_masks(self, alphas: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """The soft mask of every layer for ``alphas``."""
-        return [
-            soft_width_mask(F.softmax(a, dim=-1), c, o)
-            for a, c, o in zip(alphas, self.candidates, self.orders, strict=True)
-        ]
-
-    def __call__(
-        self, weights: Sequence[torch.Tensor], alphas: Sequence[torch.Tensor], batch: Batch
-    ) -> torch.Tensor:
-        """The loss of the network with ``weights`` and the soft masks of ``alphas``."""
-        self.masks.masks = self.soft_masks(alphas)
-        params = dict(zip(self.names, weights, strict=True))
-        outputs, dual_outputs = functional_call(self.net, params, (batch[0],))
-        terms = self.loss(outputs, list(batch), dual_outputs)
-        return terms.total if isinstance(terms, LossTerms) else terms
-
-    def close(self) -> None:
-        """Remove the mask hooks."""
-        self.masks.remove()
-
-    def __enter__(self) -> SearchObjective:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -668,7 +444,7 @@ def search_channels(
             for _ in layers
         ]
     else:
-        _check_resume(resume, steps, len(layers), len(ratios))
+        check_resume(resume, steps, len(layers), len(ratios))
         alphas = [
             a.detach().to(device=device, dtype=dtype).clone().requires_grad_(True)
             for a in resume.alphas
@@ -689,7 +465,7 @@ def search_channels(
             if alpha_schedule == "cosine"
             else None
         )
-        run = _Run(model, duals, alphas, w_opt, a_opt, sched, steps, start, a_sched)
+        run = SearchRun(model, duals, alphas, w_opt, a_opt, sched, steps, start, a_sched)
         if resume is not None:
             run.restore(resume)
         train_it = _cycle(train_batches, "train", run.done)
@@ -712,7 +488,7 @@ def search_channels(
                 xi=lr_now if xi is None else xi,
                 eps_scale=eps_scale,
             )
-            run.backup_alphas()  # from here on, an error rolls the logits back (see _Run)
+            run.backup_alphas()  # from here on, an error rolls the logits back (see SearchRun)
             a_opt.zero_grad(set_to_none=True)
             for a, g in zip(alphas, g_alpha, strict=True):
                 a.grad = g.detach()
@@ -763,7 +539,7 @@ def search_channels(
                         Path(output) / BEST_CONFIG, format_channel_config(config).encode()
                     )
 
-        stop_reason = _run_steps(run, one_step, progress, checkpoints, end_of_epoch)
+        stop_reason = run_steps(run, one_step, progress, checkpoints, end_of_epoch)
 
     history = run.history
     probs = [F.softmax(a.detach().double(), dim=-1).cpu() for a in alphas]
@@ -805,16 +581,6 @@ def search_channels(
     )
 
 
-def argmax_configuration(
-    alphas: Sequence[torch.Tensor], candidates: Sequence[Sequence[int]]
-) -> list[int]:
-    """The most likely candidate of every layer (the first one on ties, as ``torch.max``)."""
-    return [
-        int(c[int(torch.argmax(a.detach().double().cpu()))])
-        for a, c in zip(alphas, candidates, strict=True)
-    ]
-
-
 def write_epoch_config(output: str | Path, epoch: int, config: Sequence[int]) -> Path:
     """Write ``OUT/epochs/channel_config-epoch-NNNN.txt`` atomically (the release writes
     ``channel_configs_{epoch}.txt`` every epoch)."""
@@ -823,59 +589,6 @@ def write_epoch_config(output: str | Path, epoch: int, config: Sequence[int]) ->
     path = Path(output) / EPOCH_DIR / f"channel_config-epoch-{epoch:04d}.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(path, format_channel_config(config).encode())
-
-
-def load_validation_pairs(folder: str | Path, scale: int) -> list[tuple[Any, Any]]:
-    """``(HR, LR)`` uint8 pairs of the images in ``folder`` (the evaluation protocol: HR cropped
-    to a multiple of the scale, MATLAB-style bicubic LR). DualSRError for a missing folder, an
-    unreadable image or one too small for the release's border of ``scale + 6`` pixels."""
-    from ..data.image_io import load_rgb_uint8
-    from ..evaluation import benchmark_images, make_pair
-
-    try:
-        _, files = benchmark_images(folder)
-    except DualSRError as exc:
-        raise DualSRError(f"--val {folder}: {exc}") from None
-    pairs = []
-    border = scale + 6
-    for path in files:
-        try:
-            hr, lr = make_pair(load_rgb_uint8(path), scale)
-        except DualSRError as exc:
-            raise DualSRError(f"--val: {path}: {exc}") from None
-        if min(hr.shape[:2]) <= 2 * border:
-            raise DualSRError(
-                f"--val: {path} is {hr.shape[1]}x{hr.shape[0]}, too small for the validation "
-                f"border of {border} pixels (scale + 6)"
-            )
-        pairs.append((hr, lr))
-    return pairs
-
-
-@torch.no_grad()
-def validation_psnr(
-    objective: SearchObjective,
-    alphas: Sequence[torch.Tensor],
-    pairs: Sequence[tuple[Any, Any]],
-) -> float:
-    """Mean PSNR of the soft-masked network (the search's network, current weights and logits)
-    on ``pairs`` (:func:`load_validation_pairs`), measured as the release's search measures it
-    (``DRN/channel_search/__init__.py`` ``validate``, ``utility.calc_psnr`` without
-    ``benchmark``): outputs rounded to 8 bits, RGB, ``scale + 6`` border pixels shaved. This is
-    not the benchmark PSNR (Y, border ``scale``).
-    """
-    from ..metrics import psnr
-
-    model = objective.net.model
-    param = next(model.parameters())
-    objective.rank()  # the current weights' ranking (the next step ranks again)
-    objective.masks.masks = objective.soft_masks([a.detach() for a in alphas])
-    scores = []
-    for hr, lr in pairs:
-        x = torch.from_numpy(lr).permute(2, 0, 1)[None].to(device=param.device, dtype=param.dtype)
-        sr = model(x)[-1][0].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        scores.append(psnr(sr, hr, crop_border=model.scale + 6, y_channel=False))
-    return float(sum(scores) / len(scores))
 
 
 def _best_epoch(history: Sequence[dict]) -> dict | None:
@@ -892,320 +605,3 @@ def _best_epoch(history: Sequence[dict]) -> dict | None:
         "val_psnr": best["val_psnr"],
         "channel_config": list(best["argmax_config"]),
     }
-
-
-class _Run:
-    """The mutable state of a search: what a checkpoint holds, and how far it is consistent.
-
-    A step first computes the logit gradient (nothing changes), then updates the logits, then
-    computes and applies the weight update. An error before the weight update is undone by
-    restoring the logits and their optimizer from :attr:`backup`, so the last completed step can
-    still be saved; an error during the weight update itself (``updating``) cannot be undone.
-    """
-
-    def __init__(
-        self,
-        model: DRN,
-        duals: DualModels,
-        alphas: list[torch.Tensor],
-        w_opt: torch.optim.Optimizer,
-        a_opt: torch.optim.Optimizer,
-        sched: torch.optim.lr_scheduler.LRScheduler,
-        steps: int,
-        start: float,
-        a_sched: torch.optim.lr_scheduler.LRScheduler | None = None,
-    ) -> None:
-        self.model, self.duals, self.alphas = model, duals, alphas
-        self.w_opt, self.a_opt, self.sched, self.a_sched = w_opt, a_opt, sched, a_sched
-        self.steps = steps
-        self.start = start  # perf_counter() at the start of this call
-        self.seconds_before = 0.0  # spent before a resume
-        self.done = 0  # steps completed
-        self.history: list[dict] = []
-        self.saved_step: int | None = None  # the step of the newest checkpoint
-        self.checkpoint: Path | None = None  # the newest checkpoint written by this call
-        self.backup: tuple[list[torch.Tensor], dict] | None = None
-        self.updating = False
-
-    def seconds(self) -> float:
-        """Search time so far, over every resumed part."""
-        return self.seconds_before + time.perf_counter() - self.start
-
-    def restore(self, state: SearchState) -> None:
-        """Continue from ``state``: optimizers, schedule, step, history, time and RNG states."""
-        from ..training.state import restore_rng
-
-        self.w_opt.load_state_dict(state.optimizers["weights"])
-        self.a_opt.load_state_dict(state.optimizers["alphas"])
-        self.sched.load_state_dict(state.schedule)
-        if (self.a_sched is not None) != bool(state.alpha_schedule):
-            saved = "cosine" if state.alpha_schedule else "constant"
-            raise ConfigError(
-                f"the saved search has a {saved} logit learning rate: resume it with "
-                f"alpha_schedule={saved!r} (--alpha-schedule {saved})"
-            )
-        if self.a_sched is not None:
-            self.a_sched.load_state_dict(state.alpha_schedule)
-        self.done = self.saved_step = state.step
-        self.history = [dict(h) for h in state.history]
-        self.seconds_before = state.seconds
-        restore_rng(state.rng)
-
-    def state(self) -> SearchState:
-        """A snapshot of the state after :attr:`done` steps."""
-        from ..training.state import capture_rng
-        from .search_state import SearchState
-
-        return SearchState(
-            step=self.done,
-            steps=self.steps,
-            alphas=[a.detach() for a in self.alphas],
-            optimizers={"weights": self.w_opt.state_dict(), "alphas": self.a_opt.state_dict()},
-            schedule=self.sched.state_dict(),
-            alpha_schedule=self.a_sched.state_dict() if self.a_sched is not None else {},
-            history=self.history,
-            seconds=self.seconds(),
-            rng=capture_rng(),
-        )
-
-    def save(self, checkpoints: SearchCheckpoints) -> Path:
-        """Write a checkpoint of the completed steps."""
-        self.checkpoint = checkpoints.save(self.model, self.duals, self.state())
-        self.saved_step = self.done
-        return self.checkpoint
-
-    def backup_alphas(self) -> None:
-        """Remember the logits and their optimizer before they are updated."""
-        self.backup = (
-            [a.detach().clone() for a in self.alphas],
-            copy.deepcopy(self.a_opt.state_dict()),
-        )
-
-    def complete(self, record: dict) -> None:
-        """Count a finished step."""
-        self.history.append(record)
-        self.done = record["step"]
-        self.backup = None
-        self.updating = False
-
-    def roll_back(self) -> bool:
-        """Undo a step interrupted before its weight update; False if it cannot be undone."""
-        if self.updating:
-            return False
-        if self.backup is not None:
-            values, a_state = self.backup
-            with torch.no_grad():
-                for a, v in zip(self.alphas, values, strict=True):
-                    a.copy_(v)
-            self.a_opt.load_state_dict(a_state)
-            self.backup = None
-        return True
-
-
-def _run_steps(
-    run: _Run,
-    one_step: Callable[[int], dict],
-    progress: Callable[[dict], bool | None] | None,
-    checkpoints: SearchCheckpoints | None,
-    after_step: Callable[[int], None] | None = None,
-) -> str | None:
-    """The steps from ``run.done`` to the end, or to a stop request (its reason is returned).
-
-    ``after_step(step)`` runs after each completed step, before ``progress`` and the checkpoint
-    (so what it adds to the step's history record is saved with it)."""
-    signals: Any = None
-    if checkpoints is not None:
-        from ..training.loop import StopSignals
-
-        signals = StopSignals()
-    try:
-        with signals if signals is not None else contextlib.nullcontext():
-            for step in range(run.done + 1, run.steps + 1):
-                run.complete(one_step(step))
-                if after_step is not None:
-                    after_step(step)
-                wants_stop = progress is not None and bool(progress(run.history[-1]))
-                received = signals.received if signals is not None else None
-                reason = received or ("callback" if wants_stop else None)
-                if step == run.steps:  # a stop request after the last step: the search is done
-                    reason = None
-                if checkpoints is not None and (reason or checkpoints.due(step, run.steps)):
-                    run.save(checkpoints)
-                if reason:
-                    if checkpoints is not None:
-                        log.warning(
-                            "stopped at step %d of %d (%s): saved %s; continue with: %s",
-                            run.done,
-                            run.steps,
-                            reason,
-                            run.checkpoint,
-                            checkpoints.resume_command,
-                        )
-                    return reason
-    except BaseException as exc:
-        if checkpoints is not None:
-            _save_after_error(run, checkpoints, exc)
-        raise
-    return None
-
-
-def _save_after_error(run: _Run, checkpoints: SearchCheckpoints, exc: BaseException) -> None:
-    """After an error mid-search, save the steps completed since the last checkpoint."""
-    what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
-    if not run.roll_back():
-        if run.saved_step is not None:
-            log.error(
-                "%s during the weight update of step %d, which cannot be saved; the checkpoint "
-                "of step %d is kept; continue with: %s",
-                what,
-                run.done + 1,
-                run.saved_step,
-                checkpoints.resume_command,
-            )
-        return
-    if run.done == 0:
-        return
-    if run.saved_step == run.done:
-        saved = f"the checkpoint of step {run.done} is kept"
-    else:
-        try:
-            saved = f"saved {run.save(checkpoints)}"
-        except Exception as save_exc:  # e.g. the disk is full: say so, and report the first error
-            log.error("could not save a checkpoint after the error either: %s", save_exc)
-            return
-    log.error(
-        "%s at step %d: %s; continue with: %s", what, run.done, saved, checkpoints.resume_command
-    )
-
-
-def _check_resume(state: SearchState, steps: int, layers: int, ratios: int) -> None:
-    """ConfigError when ``state`` is not from a search with these steps, layers and ratios."""
-    if state.steps != steps:
-        raise ConfigError(
-            f"the saved search runs {state.steps} steps, this one {steps}: resume with the "
-            "same steps (or epochs and data)"
-        )
-    if not 0 <= state.step <= steps:
-        raise ConfigError(f"the saved search is at step {state.step} of {steps}")
-    shapes = [tuple(a.shape) for a in state.alphas]
-    if shapes != [(ratios,)] * layers:
-        raise ConfigError(
-            f"the saved logits ({len(shapes)} layers, {shapes[0][0] if shapes else 0} "
-            f"candidates) do not fit this model and ratios ({layers} layers, {ratios} "
-            "candidates)"
-        )
-
-
-def format_channel_config(config: Sequence[int]) -> str:
-    """The official channel-configuration file text: one integer a line."""
-    return "".join(f"{int(c)}\n" for c in config)
-
-
-# ----------------------------------------------------------------------------------------------
-# Data for `dualsr search`
-# ----------------------------------------------------------------------------------------------
-def split_files(files: Sequence[Any]) -> tuple[list[Any], list[Any]]:
-    """Split deterministically into two halves: even positions train the weights, odd positions
-    the architecture (interleaving keeps both halves mixed across folders)."""
-    if len(files) < 2:
-        raise DualSRError(
-            f"the search needs at least 2 training images (one per half), found {len(files)}"
-        )
-    return list(files[0::2]), list(files[1::2])
-
-
-@dataclass
-class SearchData:
-    """The two halves of the training images as endless iterables of pyramid batches."""
-
-    train: Iterable[Batch]
-    val: Iterable[Batch]
-    train_files: list[Path]
-    val_files: list[Path]
-    steps_per_epoch: int
-
-
-def make_search_data(
-    folders: Sequence[str | Path],
-    scale: int,
-    patch_size: int,
-    batch_size: int,
-    seed: int = 0,
-    cache_dir: Path | None = None,
-    start_step: int = 0,
-) -> SearchData:
-    """Split the images of ``folders`` into weight/architecture halves and batch them.
-
-    Uses the training data pipeline (:mod:`dualsr.data.dataset`): pyramids made once per image
-    (kept in memory, or in ``cache_dir``), aligned random patches with flips and transpose.
-    An epoch is one pass over the weight half. The batches depend only on ``(seed, step)``;
-    ``start_step`` begins at that step (to resume a search).
-    """
-    from ..data.dataset import PatchDataset, StepBatchSampler, build_store, find_images, make_loader
-
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
-    if patch_size < 1 or patch_size % scale:
-        raise ConfigError(
-            f"--patch-size ({patch_size}) must be a positive multiple of the scale ({scale})"
-        )
-    records = []
-    for folder in folders:
-        path = Path(folder)
-        if not path.is_dir():
-            raise DualSRError(f"--data {path}: no such folder; give folders of HR training images")
-        found = find_images(path, None, scale)
-        if not found:
-            raise DualSRError(
-                f"--data {path}: the folder holds no images (png, jpg, bmp, webp, tif), directly "
-                "or in an HR/ subfolder; give folders of HR training images"
-            )
-        records += found
-    halves = split_files(records)
-    loaders, files, per_epoch = [], [], 0
-    for i, half in enumerate(halves):
-        try:
-            store = build_store(half, scale, patch_size=patch_size, cache_dir=cache_dir)
-        except ConfigError as exc:
-            raise ConfigError(
-                f"--data: none of the {len(half)} images of the {('weight', 'architecture')[i]} "
-                f"half is readable and at least {patch_size}x{patch_size} pixels (see the "
-                "warnings above); use a smaller --patch-size or larger images"
-            ) from exc
-        dataset = PatchDataset(store, scale, patch_size)
-        sampler = StepBatchSampler(len(store), batch_size, seed=seed + i, start_step=start_step)
-        loaders.append(make_loader(dataset, sampler))
-        files.append([Path(n) for n in store.names])
-        per_epoch = per_epoch or sampler.steps_per_epoch
-    return SearchData(loaders[0], loaders[1], files[0], files[1], per_epoch)
-
-
-def load_search_model(spec: str) -> tuple[DRN, DualModels | None, str]:
-    """``(model, duals, source)`` from a checkpoint path or a preset name.
-
-    A preset without shipped weights gives a randomly initialised model, with a warning.
-    """
-    from ..checkpoint import load_checkpoint
-    from ..models.registry import PRESETS, create_model
-    from ..pretrained import shipped_weights
-
-    path = Path(spec).expanduser()
-    if path.is_file():
-        ckpt = load_checkpoint(path)
-        return ckpt.model, ckpt.duals, str(path)
-    key = spec.lower()
-    if key in PRESETS:
-        weights = shipped_weights(key)
-        if weights is not None:
-            ckpt = load_checkpoint(weights)
-            return ckpt.model, ckpt.duals, str(weights)
-        warnings.warn(
-            f"preset {spec!r} has no trained weights in this package: searching a RANDOMLY "
-            "initialised model, so the result is meaningless. Pass a trained checkpoint.",
-            stacklevel=2,
-        )
-        return create_model(key), None, f"preset {key} (random weights)"
-    raise CheckpointError(
-        f"checkpoint not found: {spec}; --model needs a trained DRN checkpoint "
-        "(.safetensors or official .pt)"
-    )

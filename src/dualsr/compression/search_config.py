@@ -29,14 +29,8 @@ from typing import Any, Literal
 
 from ..errors import ConfigError
 from .budget import DEFAULT_INPUT_HW, DEFAULT_TOLERANCE, Budget
-from .search import (
-    ALPHA_BETAS,
-    ALPHA_SCHEDULES,
-    GRAD_CLIP,
-    PAPER_RATIOS,
-    SELECTIONS,
-    check_rate,
-)
+from .search import ALPHA_BETAS, ALPHA_SCHEDULES, GRAD_CLIP, SELECTIONS
+from .search_space import PAPER_RATIOS, check_rate
 
 #: What a run needs besides the defaults (checked with ``complete=True``).
 REQUIRED = ("model", "data", "rate", "output")
