@@ -1,7 +1,8 @@
 """Bicubic baseline on the standard benchmarks: checks our imresize + metrics protocol.
 
 The published bicubic x4 figures (PSNR on Y, border = scale) are 28.42 / 26.10 / 25.96 dB on
-Set5 / Set14 / BSD100. Our protocol must land within 0.02 dB of each.
+Set5 / Set14 / BSD100. Our protocol must land within 0.02 dB of each. For other scales (x8) no
+published row is checked here: the script only measures the baseline the x8 models are compared to.
 
     python benchmarks/bicubic_baseline.py --data ../shared/datasets --scale 4 \
         | tee benchmarks/results/bicubic_x4.txt
@@ -36,14 +37,17 @@ def main() -> int:
     for name in ("Set5", "Set14", "BSD100"):
         start = time.perf_counter()
         res = evaluate_folder(BicubicUpscaler(args.scale), args.data / name, name=name)
-        p_psnr, p_ssim = published.get(name, (float("nan"), float("nan")))
+        took = f"({len(res.images)} images, {time.perf_counter() - start:.1f} s)"
+        if name not in published:
+            print(f"{name:<8} {res.psnr:>8.3f} {res.ssim:>7.4f} {'-':>13} {'-':>8}  -     {took}")
+            continue
+        p_psnr, p_ssim = published[name]
         diff = res.psnr - p_psnr
         row_ok = abs(diff) <= TOLERANCE_DB
         ok &= row_ok
         print(
             f"{name:<8} {res.psnr:>8.3f} {res.ssim:>7.4f} {p_psnr:>6.2f}/{p_ssim:.3f} "
-            f"{diff:>+8.3f}  {'yes' if row_ok else 'NO'}   ({len(res.images)} images, "
-            f"{time.perf_counter() - start:.1f} s)"
+            f"{diff:>+8.3f}  {'yes' if row_ok else 'NO'}   {took}"
         )
     return 0 if ok else 1
 

@@ -7,11 +7,12 @@
 # 1. compress-x4: the shipped drn-t-x4 (BASE) compressed by DRC to the parameter budget of a
 #    uniform 50% channel cut: search (--select budget), prune (drc), fine-tune 2,000 bf16 steps
 #    with distillation from BASE -> the lightweight x4 model.
-# 1b. experiments/greedy_vs_official.py on BASE at 30% (16 images of 96 px).
 # 2. x8 size selection: n_feats 4 and 6 (10 RCABs) at equal CPU time (each's step count from a
-#    30-step probe of its idle speed, ~15 minutes each), then the long x8 run (~2.5 hours) on the
-#    one with the better Set5.
-# 3. The paper experiments (experiments/paper_grid.py): lambda, dual-hr, search, methods, x8.
+#    30-step probe of its idle speed, $X8_SIZE_MINUTES minutes each, default 15), then the long
+#    x8 run ($X8_HOURS hours, default 2.5) on the one with the better Set5.
+# 2b. experiments/greedy_vs_official.py on BASE at 30% (16 images of 96 px).
+# 3. The paper experiments (experiments/paper_grid.py): lambda, dual-hr, search, methods, x8, in
+#    two one-thread lanes.
 # Run directories live in $RUNS (default ~/dualsr-runs), outside the checkout.
 set -u
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824
 R=${RUNS:-$HOME/dualsr-runs}
 DATA=${DATA:-$(cd ../shared/datasets && pwd)}
 BASE=${BASE:-src/dualsr/weights/drn-t-x4.safetensors}
+X8_HOURS=${X8_HOURS:-2.5} X8_SIZE_MINUTES=${X8_SIZE_MINUTES:-15}
 D=.venv/bin/dualsr
 PY=.venv/bin/python
 TRAIN_DIRS="$DATA/T91 $DATA/BSD200"
@@ -75,14 +77,6 @@ if [ ! -f "$C/ft/DONE" ]; then
   touch "$C/ft/DONE"
 fi
 
-# 1b. does the moments greedy pick the official loop's channels? (small pruning data: the
-#     official loop costs two full passes per kept channel)
-G=$R/greedy_vs_official-drn-t-x4-r30.json
-if [ ! -f "$G" ]; then
-  OMP_NUM_THREADS=2 $PY experiments/greedy_vs_official.py --model "$BASE" --data "$DATA/T91" \
-    --rate 0.3 --images 16 --patch-size 96 --batch-size 8 --out "$G" > "$R/greedy_vs_official.log" 2>&1 || exit 1
-fi
-
 # 2. x8: size by equal CPU time, then the long run
 X8=(--config configs/cpu-drn-x8.yaml --set "data.train=[$DATA/T91,$DATA/BSD200]"
   --set "val.folders=[$DATA/Set5]" "${COMMON[@]}")
@@ -90,11 +84,11 @@ best="" best_psnr=0
 for f in 4 6; do
   probe=$R/x8-probe-f$f
   train "$probe" "${X8[@]}" --set model.n_feats=$f --set train.steps=30 --set val.every=0 || exit 1
-  steps=$($PY - "$probe" <<'PY'
+  steps=$($PY - "$probe" "$X8_SIZE_MINUTES" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if '"patches_per_s"' in l]
 step_s = 16 / statistics.median(r["patches_per_s"] for r in rows[1:])
-print(int(15 * 60 / step_s) // 10 * 10)
+print(int(float(sys.argv[2]) * 60 / step_s) // 10 * 10)
 PY
 )
   run=$R/x8-size-f$f
@@ -106,11 +100,11 @@ PY
   if $PY -c "import sys; sys.exit(0 if $psnr > $best_psnr else 1)"; then best=$f best_psnr=$psnr; fi
 done
 if [ ! -f "$R/x8-long/config.yaml" ]; then
-  steps=$($PY - "$R/x8-probe-f$best" <<'PY'
+  steps=$($PY - "$R/x8-probe-f$best" "$X8_HOURS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if '"patches_per_s"' in l]
 step_s = 16 / statistics.median(r["patches_per_s"] for r in rows[1:])
-print(int(2.5 * 3600 / step_s) // 1000 * 1000)
+print(int(float(sys.argv[2]) * 3600 / step_s) // 1000 * 1000)
 PY
 )
   echo "x8 long run: n_feats $best, $steps steps" >> "$R/x8-size.txt"
@@ -119,13 +113,32 @@ train "$R/x8-long" "${X8[@]}" --set model.n_feats=$best --set train.steps=${step
   --set val.every=1000 --set run.save_every=250 \
   --set "val.folders=[$DATA/Set5,$DATA/Set14]" || exit 1
 
-# 3. the paper experiments
-for family in lambda dual-hr; do
-  $PY experiments/paper_grid.py run $family --data "$DATA" --out "$R/paper" || exit 1
-done
-for family in search methods; do
-  $PY experiments/paper_grid.py run $family --base "$BASE" --data "$DATA" --out "$R/paper" || exit 1
-done
-$PY experiments/paper_grid.py run x8 --base "$R/x8-long/latest.safetensors" --data "$DATA" \
-  --out "$R/paper" || exit 1
+# 2b. does the moments greedy pick the official loop's channels? (small pruning data: the
+#     official loop costs two full passes per kept channel)
+G=$R/greedy_vs_official-drn-t-x4-r30.json
+if [ ! -f "$G" ]; then
+  OMP_NUM_THREADS=2 $PY experiments/greedy_vs_official.py --model "$BASE" --data "$DATA/T91" \
+    --rate 0.3 --images 16 --patch-size 96 --batch-size 8 --out "$G" > "$R/greedy_vs_official.log" 2>&1 || exit 1
+fi
+
+# 3. the paper experiments, in two lanes of one thread each (every second job; see
+#    experiments/paper_grid.py --shard)
+lane() {
+  local grid=($PY experiments/paper_grid.py run --data "$DATA" --out "$R/paper" --threads 1
+    --shard "$1/2")
+  for family in lambda dual-hr; do
+    "${grid[@]}" $family || return 1
+  done
+  for family in search methods; do
+    "${grid[@]}" $family --base "$BASE" || return 1
+  done
+  local x8=src/dualsr/weights/drn-t-x8.safetensors  # the shipped x8 model, else the run's
+  [ -f "$x8" ] || x8=$R/x8-long/latest.safetensors
+  "${grid[@]}" x8 --base "$x8" || return 1
+}
+lane 0 > "$R/paper-lane0.log" 2>&1 &
+lane 1 > "$R/paper-lane1.log" 2>&1 &
+fails=0
+for pid in $(jobs -p); do wait "$pid" || fails=$((fails + 1)); done
+[ "$fails" = 0 ] || { echo "a paper lane failed: see $R/paper-lane*.log"; exit 1; }
 echo "queue done"
