@@ -8,7 +8,7 @@
 #    uniform 50% channel cut: search (--select budget), prune (drc), fine-tune 2,000 bf16 steps
 #    with distillation from BASE -> the lightweight x4 model.
 # 2. x8 size selection: n_feats 4 and 6 (10 RCABs) at equal CPU time (each's step count from a
-#    30-step probe of its idle speed, $X8_SIZE_MINUTES minutes each, default 15), then the long
+#    60-step probe of its idle speed, $X8_SIZE_MINUTES minutes each, default 15), then the long
 #    x8 run ($X8_HOURS hours, default 2.5) on the one with the better Set5.
 # 2b. experiments/greedy_vs_official.py on BASE at 30% (16 images of 96 px).
 # 3. The paper experiments (experiments/paper_grid.py): lambda, dual-hr, search, methods, x8, in
@@ -83,11 +83,12 @@ X8=(--config configs/cpu-drn-x8.yaml --set "data.train=[$DATA/T91,$DATA/BSD200]"
 best="" best_psnr=0
 for f in 4 6; do
   probe=$R/x8-probe-f$f
-  train "$probe" "${X8[@]}" --set model.n_feats=$f --set train.steps=30 --set val.every=0 || exit 1
+  train "$probe" "${X8[@]}" --set model.n_feats=$f --set train.steps=60 --set val.every=0 \
+    --set run.log_every=5 || exit 1
   steps=$($PY - "$probe" "$X8_SIZE_MINUTES" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if '"patches_per_s"' in l]
-step_s = 16 / statistics.median(r["patches_per_s"] for r in rows[1:])
+step_s = 16 / statistics.median(r["patches_per_s"] for r in rows[4:])  # steps 25-60: warm
 print(int(float(sys.argv[2]) * 60 / step_s) // 10 * 10)
 PY
 )
@@ -103,7 +104,7 @@ if [ ! -f "$R/x8-long/config.yaml" ]; then
   steps=$($PY - "$R/x8-probe-f$best" "$X8_HOURS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if '"patches_per_s"' in l]
-step_s = 16 / statistics.median(r["patches_per_s"] for r in rows[1:])
+step_s = 16 / statistics.median(r["patches_per_s"] for r in rows[4:])
 print(int(float(sys.argv[2]) * 3600 / step_s) // 1000 * 1000)
 PY
 )

@@ -80,6 +80,11 @@ def main() -> None:
     parser.add_argument("--note", default=None, help="recipe / how it was made")
     parser.add_argument("--run-dir", type=Path, default=None, help="training run (config, metrics)")
     parser.add_argument("--from-shipped", action="store_true", help="re-package a shipped file")
+    parser.add_argument(
+        "--derived-from",
+        default=None,
+        help="the shipped model this one was compressed or fine-tuned from (not in its cost)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="threads for the timing")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
@@ -123,6 +128,9 @@ def main() -> None:
         provenance["curve"] = psnr_curve(rows, batch, threads)
     elif "cost" in old:
         provenance["cost"], provenance["curve"] = old["cost"], old.get("curve", [])
+    derived = args.derived_from or old.get("derived_from")
+    if derived:
+        provenance["derived_from"] = derived
     training = ckpt.metadata if not args.from_shipped else old.get("training")
     if isinstance(training, str):  # written as a Python repr by an early version
         training = ast.literal_eval(training)

@@ -103,13 +103,20 @@ def test_models_lists_shipped_scores_speed_and_cost(
         "speed": {"ms": 377.4, "machine": "2 threads, x86_64"},
         "cost": {"steps": 16000, "cpu_hours": 4.5},
     }
-    monkeypatch.setattr("dualsr.cli.models.shipped_weights", lambda n: n == "drn-t-x4")
-    monkeypatch.setattr("dualsr.cli.models.shipped_provenance", lambda n: prov)
+    small = {**prov, "cost": {"steps": 2000, "cpu_hours": 0.55}, "derived_from": "drn-t-x4"}
+    monkeypatch.setattr(
+        "dualsr.cli.models.shipped_weights", lambda n: n in ("drn-t-x4", "drn-t50-x4")
+    )
+    monkeypatch.setattr(
+        "dualsr.cli.models.shipped_provenance", lambda n: small if n == "drn-t50-x4" else prov
+    )
     assert main(["models"]) == 0
     shipped = capsys.readouterr().out.split("\nshipped ")[1]
     line = next(ln for ln in shipped.splitlines() if ln.startswith("drn-t-x4 "))
     assert line.split()[2:5] == ["31.80", "28.25", "27.30"]
     assert "377ms" in line and "16,000 steps, 4.5 CPU-h" in line and "default x4" in line
+    line = next(ln for ln in shipped.splitlines() if ln.startswith("drn-t50-x4 "))
+    assert "drn-t-x4 + 2,000 steps, +0.6 CPU-h" in line and "default" not in line
 
 
 def test_shipped_provenance_reads_the_header(

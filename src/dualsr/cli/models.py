@@ -66,9 +66,11 @@ def print_shipped() -> None:
         cost = prov.get("cost", {})
         trained = ""
         if "steps" in cost:
-            trained = f"{cost['steps']:,} steps"
+            base = prov.get("derived_from")
+            trained = f"{base} + " if base else ""  # compressed or fine-tuned from a shipped model
+            trained += f"{cost['steps']:,} steps"
             if "cpu_hours" in cost:
-                trained += f", {cost['cpu_hours']:.1f} CPU-h"
+                trained += f", {'+' if base else ''}{cost['cpu_hours']:.1f} CPU-h"
         mark = f" (default x{defaults[name]})" if name in defaults else ""
         print(
             f"{name:<14} {'x' + str(PRESETS[name].scale):>5} {scores} {ms}  {trained or '-'}{mark}"
