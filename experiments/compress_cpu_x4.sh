@@ -45,7 +45,8 @@ PY
         "$DUALSR" prune --model "$BASE" --rate "$rate" --method uniform --rate-rounding multiple4 -o "$OUT/$name.safetensors"
       else
         "$DUALSR" prune --model "$BASE" --config "$search_dir/channel_config.txt" --method "$method" \
-          --data $TRAIN_DIRS --images 64 --patch-size 128 --batch-size 16 ${PRUNE_ARGS:-} -o "$OUT/$name.safetensors"
+          --greedy moments --data $TRAIN_DIRS --images 64 --patch-size 128 --batch-size 16 \
+          ${PRUNE_ARGS:-} -o "$OUT/$name.safetensors"  # moments: what the recorded results used
       fi
     fi
     if [ -d "$OUT/ft-$name/checkpoints" ]; then

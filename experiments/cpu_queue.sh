@@ -62,7 +62,8 @@ PY
   fi
 fi
 if [ ! -f "$C/pruned.safetensors" ]; then
-  $D prune --model "$BASE" --config "$C/search/channel_config.txt" --method drc --data $TRAIN_DIRS \
+  $D prune --model "$BASE" --config "$C/search/channel_config.txt" --method drc --greedy moments \
+    --data $TRAIN_DIRS \
     --images 64 --patch-size 128 --batch-size 16 -o "$C/pruned.safetensors" > "$C/prune.log" 2>&1 || exit 1
 fi
 if [ ! -f "$C/ft/DONE" ]; then

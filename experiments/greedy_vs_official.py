@@ -5,7 +5,7 @@ from the same network state, on the same pruning batches:
 
 * ``official``: the released code's loop (``greedy="passes"``, one channel per step, a gradient
   pass and a local-SGD epoch per channel, the ``official`` score, the bias updated);
-* ``moments``: our default (``greedy="moments"``), with the same score, bias and gamma.
+* ``moments``: our fast variant (``greedy="moments"``), with the same score, bias and gamma.
 
 The network then advances with the official loop's selection (its weights and bias), so every
 layer is compared from the state the released procedure would have reached; the moments greedy

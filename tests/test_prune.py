@@ -92,8 +92,8 @@ def test_greedy_pass_counts_and_warm_start() -> None:
         assert torch.equal(w[:, keep], orig.consumer.weight[:, keep])
         dropped = [j for j in range(layer.width) if j not in keep]
         assert not w[:, dropped].any()
-    # the default (moments): one SR-gradient pass, one final epoch and one statistics pass a layer
-    fast = prune_masked(model, duals, config, batches)
+    # the moments greedy: one SR-gradient pass, one final epoch and one statistics pass a layer
+    fast = prune_masked(model, duals, config, batches, PruneOptions(greedy="moments"))
     assert fast.stats.gradient_passes == fast.stats.local_passes == len(config)
     assert fast.stats.feature_passes == len(config)
 

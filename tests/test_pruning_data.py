@@ -161,7 +161,9 @@ def test_fresh_moments_greedy_draws_once_per_layer(monkeypatch: pytest.MonkeyPat
     config = _half(model)
     calls = _record_objective(monkeypatch)
     spy = _Spy()
-    result = prune_masked(model, duals, config, spy, PruneOptions(refresh=2, final_epochs=2))
+    result = prune_masked(
+        model, duals, config, spy, PruneOptions(greedy="moments", refresh=2, final_epochs=2)
+    )
     s = result.stats
     pruned = [
         i for i, (c, w) in enumerate(zip(config, model.channel_widths(), strict=True)) if c < w
@@ -174,7 +176,9 @@ def test_fresh_moments_greedy_draws_once_per_layer(monkeypatch: pytest.MonkeyPat
         draw = spy.batches_for_pass(n)
         assert all(any(torch.equal(x, p[0]) for p in draw) for x in inputs)
     _check_targets(model, calls)
-    fixed = prune_masked(model, duals, config, spy.batches_for_pass(0), PruneOptions(refresh=2))
+    fixed = prune_masked(
+        model, duals, config, spy.batches_for_pass(0), PruneOptions(greedy="moments", refresh=2)
+    )
     assert not _same(result, fixed)
 
 
