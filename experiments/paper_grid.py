@@ -20,7 +20,8 @@ Families (every variant with each of ``--seeds``, default 0 1 2):
   designed"); every pruned model fine-tuned ``--ft-steps`` steps with the dual regression loss.
   The entropy of each layer's width distribution at the end of the search is recorded.
 - ``methods``: from ``--base`` at the uniform 50 % widths: DRC and DCP with gamma 0.1 / 1 / 10,
-  ThiNet, CP and L1, each fine-tuned the same way.
+  ThiNet, CP and L1, each fine-tuned the same way. DRC at gamma 1 runs the same commands as the
+  ``search`` family's uniform 50 % job of the same seed, whose result it reuses when it exists.
 - ``x8``: from an x8 ``--base`` (the x8 CPU recipe's model): DRC and L1 at the uniform 50 %
   widths, fine-tuned with configs/cpu-drn-x8.yaml, beside the unpruned base.
 
@@ -76,6 +77,7 @@ class Job:
     model: str = "model.safetensors"  # the evaluated checkpoint, relative to the job dir
     run_dir: str | None = None  # a training run (for its cost), relative to the job dir
     search_dir: str | None = None  # a search output (for its entropies)
+    same_as: str | None = None  # ``family/job`` that runs the same commands: reuse its result
 
 
 def dualsr() -> str:
@@ -263,6 +265,8 @@ def jobs(family: str, args: argparse.Namespace) -> Iterator[Job]:
                 variants.append((method, method, [], {"method": method}))
             for name, method, extra, variant in variants:
                 job = Job(family, f"{name}-s{seed}", {**variant, "rate": 0.5}, seed, run_dir="ft")
+                if name == "drc-g1":  # the search family's uniform 50% job, gamma 1 by default
+                    job.same_as = f"search/uniform-r50-s{seed}"
                 job.commands.append(
                     (
                         _prune(args, "pruned.safetensors", seed, method, ["--rate", "0.5", *extra]),
@@ -315,6 +319,13 @@ def run_job(job: Job, args: argparse.Namespace) -> None:
     if (jdir / "result.json").exists():
         return
     jdir.mkdir(parents=True, exist_ok=True)
+    twin = args.out / job.same_as / "result.json" if job.same_as else None
+    if twin is not None and twin.exists():
+        record = json.loads(twin.read_text())
+        record.update(family=job.family, name=job.name, variant=job.variant, same_as=job.same_as)
+        (jdir / "result.json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"[{job.family}/{job.name}] = {job.same_as}: {record['scores']}", flush=True)
+        return
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(args.threads),  # prune and eval: as many threads as training
@@ -373,11 +384,15 @@ def run_job(job: Job, args: argparse.Namespace) -> None:
     print(f"[{job.family}/{job.name}] {record['scores']}", flush=True)
 
 
+def load_records(out: Path) -> list[dict]:
+    """Every finished job's ``result.json`` under ``out`` (``<family>/<job>/result.json``)."""
+    return [json.loads(p.read_text()) for p in sorted(out.glob("*/*/result.json"))]
+
+
 def summary(out: Path) -> list[dict]:
     """Mean +- std (sample std over seeds) per family and variant."""
     groups: dict[tuple[str, str], list[dict]] = {}
-    for path in sorted(out.glob("*/*/result.json")):
-        rec = json.loads(path.read_text())
+    for rec in load_records(out):
         key = (rec["family"], json.dumps(rec["variant"], sort_keys=True))
         groups.setdefault(key, []).append(rec)
     table = []
@@ -389,6 +404,7 @@ def summary(out: Path) -> list[dict]:
                 "mean": round(statistics.fmean(vals), 3),
                 "std": round(statistics.stdev(vals), 3) if len(vals) > 1 else None,
                 "values": vals,
+                "seeds": [r["seed"] for r in recs if ds in r["scores"]],
             }
         hours = [r["cost"]["hours"] for r in recs if "cost" in r]
         if hours:
@@ -402,6 +418,137 @@ def summary(out: Path) -> list[dict]:
             ]
         table.append(row)
     return table
+
+
+# The paper's claims as comparisons "A scores higher than B", each side (family, variant).
+# PAPER_FACTS: lambda 0.001 .. 0.1 improves over primal only, 1 and 10 hurt, 0.1 is used;
+# gamma 1 is best; DRC beats DCP, ThiNet and CP at equal size; searched beats manual widths.
+Side = tuple[str, dict]
+_DRC: Side = ("methods", {"method": "drc", "gamma": 1.0, "rate": 0.5})
+CLAIMS: list[tuple[str, list[tuple[Side, Side]]]] = [
+    (
+        "dual regression helps: lambda 0.001, 0.01, 0.1 beat lambda 0 (primal only)",
+        [(("lambda", {"lambda": lam}), ("lambda", {"lambda": 0.0})) for lam in (0.001, 0.01, 0.1)],
+    ),
+    (
+        "too much dual weight hurts: lambda 0.1 beats 1 and 10",
+        [(("lambda", {"lambda": 0.1}), ("lambda", {"lambda": lam})) for lam in (1.0, 10.0)],
+    ),
+    (
+        "dual regression on HR data helps (DRN-S with dual HR)",
+        [(("dual-hr", {"loss": "dual LR + dual HR"}), ("lambda", {"lambda": 0.1}))],
+    ),
+    (
+        "searched widths beat manually designed (uniform) widths",
+        [
+            (
+                ("search", {"config": "searched", "rate": r}),
+                ("search", {"config": "uniform", "rate": r}),
+            )
+            for r in RATES
+        ],
+    ),
+    (
+        "DRC beats DCP, ThiNet, CP and L1 at 50%",
+        [(_DRC, ("methods", {"method": "dcp", "gamma": 1.0, "rate": 0.5}))]
+        + [(_DRC, ("methods", {"method": m, "rate": 0.5})) for m in ("thinet", "cp", "l1")],
+    ),
+    (
+        "gamma 1 is the best weight of the SR loss in pruning",
+        [(_DRC, ("methods", {**_DRC[1], "gamma": g})) for g in (0.1, 10.0)],
+    ),
+    (
+        "x8: DRC beats L1 at 50%",
+        [(("x8", {"method": "drc", "rate": 0.5}), ("x8", {"method": "l1", "rate": 0.5}))],
+    ),
+]
+# two-sided 95% critical values of Student's t, by degrees of freedom
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
+
+
+def compare(a: dict[int, float], b: dict[int, float]) -> dict | None:
+    """A - B over the seeds both have, paired by seed (variants of one seed share its data
+    order): mean difference, its standard error, t and the verdict of a two-sided paired t-test
+    at 95% ("A > B", "B > A" or "inconclusive"); None with fewer than 2 common seeds."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    diffs = [a[s] - b[s] for s in seeds]
+    mean = statistics.fmean(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs))
+    t = mean / se if se > 0 else math.copysign(math.inf, mean) if mean else 0.0
+    crit = _T95.get(len(diffs) - 1, 1.96)
+    verdict = "A > B" if t > crit else "B > A" if t < -crit else "inconclusive"
+    return {
+        "seeds": seeds,
+        "diff": round(mean, 4),
+        "se": round(se, 4),
+        "t": round(t, 2),
+        "verdict": verdict,
+    }
+
+
+def claims(records: list[dict], dataset: str = "Set5") -> list[dict]:
+    """Each paper claim's comparisons on ``dataset`` and the claim's verdict: "reproduced"
+    when every comparison is significant in the claimed direction, "not reproduced" when any
+    is significant against it, else "inconclusive" (also when results are missing)."""
+
+    def scores(side: Side) -> dict[int, float]:
+        family, variant = side
+        return {
+            r["seed"]: r["scores"][dataset]
+            for r in records
+            if r["family"] == family and r["variant"] == variant and dataset in r["scores"]
+        }
+
+    out = []
+    for text, comparisons in CLAIMS:
+        rows = []
+        for sa, sb in comparisons:
+            a, b = scores(sa), scores(sb)
+            rows.append(
+                {"a": sa[1], "b": sb[1], "a_scores": a, "b_scores": b, "test": compare(a, b)}
+            )
+        verdicts = [r["test"]["verdict"] if r["test"] else None for r in rows]
+        if "B > A" in verdicts:
+            verdict = "not reproduced"
+        elif verdicts and all(v == "A > B" for v in verdicts):
+            verdict = "reproduced"
+        else:
+            verdict = "inconclusive"
+        out.append({"claim": text, "dataset": dataset, "verdict": verdict, "comparisons": rows})
+    return out
+
+
+def _label(variant: dict) -> str:
+    return ", ".join(
+        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in variant.items()
+    )
+
+
+def _ms(vals: dict[int, float]) -> str:
+    v = list(vals.values())
+    if not v:
+        return "-"
+    if len(v) == 1:
+        return f"{v[0]:.3f} (1 seed)"
+    return f"{statistics.fmean(v):.3f} +- {statistics.stdev(v):.3f}"
+
+
+def print_claims(results: list[dict]) -> None:
+    """Markdown: one row per comparison, A and B as mean +- std, A - B paired, the verdicts."""
+    print("| claim | A | B | A (dB) | B (dB) | A - B (paired, +- se) | seeds | claim verdict |")
+    print("|---|---|---|---|---|---|---|---|")
+    for c in results:
+        for i, row in enumerate(c["comparisons"]):
+            t = row["test"]
+            diff = f"{t['diff']:+.3f} +- {t['se']:.3f} ({t['verdict']})" if t else "-"
+            seeds = len(t["seeds"]) if t else 0
+            head = (c["claim"], c["verdict"]) if i == 0 else ("", "")
+            print(
+                f"| {head[0]} | {_label(row['a'])} | {_label(row['b'])} | {_ms(row['a_scores'])} "
+                f"| {_ms(row['b_scores'])} | {diff} | {seeds} | {head[1]} |"
+            )
 
 
 def print_summary(table: list[dict]) -> None:
@@ -428,7 +575,7 @@ def _shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """``run FAMILY`` or ``summary``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -457,12 +604,18 @@ def main() -> None:
     s = sub.add_parser("summary")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    s.add_argument("--dataset", default="Set5", help="the data set the claims are judged on")
+    args = parser.parse_args(argv)
     if args.cmd == "summary":
-        table = summary(args.out.expanduser())
+        out = args.out.expanduser()
+        table = summary(out)
         print_summary(table)
+        print()
+        verdicts = claims(load_records(out), args.dataset)
+        print_claims(verdicts)
         if args.json:
-            args.json.write_text(json.dumps(table, indent=2) + "\n")
+            doc = {"variants": table, "claims": verdicts}
+            args.json.write_text(json.dumps(doc, indent=2) + "\n")
         return
     args.out = args.out.expanduser().resolve()
     args.data = args.data.expanduser().resolve()

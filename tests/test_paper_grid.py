@@ -1,0 +1,161 @@
+"""experiments/paper_grid.py: the job lists, the shards and the claims' statistics (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def grid() -> Iterator[ModuleType]:
+    path = Path(__file__).parents[1] / "experiments" / "paper_grid.py"
+    spec = importlib.util.spec_from_file_location("paper_grid", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["paper_grid"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["paper_grid"]
+
+
+def _args(grid: ModuleType, tmp_path: Path, *extra: str):
+    import argparse
+
+    ns = argparse.Namespace(
+        out=tmp_path / "out",
+        data=tmp_path / "data",
+        base=tmp_path / "base.safetensors",
+        seeds=[0, 1, 2],
+        steps=1500,
+        ft_steps=500,
+        search_steps=600,
+        search_lr_alpha=None,
+        threads=1,
+    )
+    for item in extra:
+        key, value = item.split("=")
+        setattr(ns, key, type(getattr(ns, key))(value))
+    return ns
+
+
+def test_lambda_jobs_are_seed_major_and_primal_only_has_no_dual(grid, tmp_path) -> None:
+    jobs = list(grid.jobs("lambda", _args(grid, tmp_path)))
+    assert len(jobs) == 18
+    assert [j.name for j in jobs[:6]] == [f"lam{lam:g}-s0" for lam in grid.LAMBDAS]
+    assert {j.seed for j in jobs[6:12]} == {1}
+    primal_only = " ".join(jobs[0].commands[0][0])
+    assert "loss.dual=false" in primal_only and "train.steps=1500" in primal_only
+    assert "loss.dual_weight=0.1" in " ".join(jobs[3].commands[0][0])
+
+
+def test_shards_split_every_family_without_overlap(grid, tmp_path) -> None:
+    args = _args(grid, tmp_path)
+    for family in ("lambda", "dual-hr", "search", "methods", "x8"):
+        names = [j.name for j in grid.jobs(family, args)]
+        assert len(names) == len(set(names))
+        lanes = [names[k::2] for k in range(2)]
+        assert sorted(lanes[0] + lanes[1]) == sorted(names)
+    # three rates x (searched, uniform) x three seeds; 9 methods x three seeds
+    assert len(list(grid.jobs("search", args))) == 18
+    assert len(list(grid.jobs("methods", args))) == 27
+    assert len(list(grid.jobs("x8", args))) == 7  # the unpruned base once
+
+
+def test_search_logits_travel_as_far_as_the_released_search(grid, tmp_path) -> None:
+    args = _args(grid, tmp_path)
+    assert grid.search_lr_alpha(args) == pytest.approx(1.25e-3)
+    search = next(grid.jobs("search", args)).commands[0][0]
+    assert search[search.index("--lr-alpha") + 1] == "0.00125"
+    assert search[search.index("--select") + 1] == "argmax"
+    args.search_lr_alpha = 3e-4
+    assert grid.search_lr_alpha(args) == 3e-4
+
+
+def test_compare_is_a_paired_t_test(grid) -> None:
+    # differences 1.0, 1.1, 0.9: mean 1, se 0.1 / sqrt(3), t 17.3 > 4.303 (2 degrees of freedom)
+    a = {0: 31.0, 1: 30.6, 2: 30.9}
+    b = {0: 30.0, 1: 29.5, 2: 30.0}
+    res = grid.compare(a, b)
+    assert res["seeds"] == [0, 1, 2] and res["diff"] == pytest.approx(1.0)
+    assert res["se"] == pytest.approx(0.1 / 3**0.5, abs=1e-4) and res["verdict"] == "A > B"
+    assert grid.compare(b, a)["verdict"] == "B > A"
+    # a consistent offset hidden by seed noise is found by pairing; a noisy one is not
+    noisy = {0: 30.5, 1: 29.0, 2: 30.6}
+    assert grid.compare(noisy, b)["verdict"] == "inconclusive"
+    assert grid.compare({0: 1.0}, {0: 0.0}) is None  # one seed: no test
+    assert grid.compare({0: 1.0, 5: 2.0}, {0: 0.0, 1: 0.0}) is None  # one common seed
+
+
+def _record(family: str, variant: dict, seed: int, set5: float) -> dict:
+    return {
+        "family": family,
+        "name": "x",
+        "variant": variant,
+        "seed": seed,
+        "scores": {"Set5": set5, "Set14": set5 - 2},
+    }
+
+
+def test_claims_verdicts(grid) -> None:
+    recs = []
+    for seed, noise in enumerate((0.0, 0.05, -0.04)):
+        for lam, gain in zip(grid.LAMBDAS, (0.0, 0.1, 0.2, 0.3, 0.2, -0.5), strict=True):
+            recs.append(_record("lambda", {"lambda": lam}, seed, 30 + noise + gain + 0.01 * seed))
+        # dual HR: worse, consistently
+        recs.append(_record("dual-hr", {"loss": "dual LR + dual HR"}, seed, 30.1 + noise))
+    results = {c["claim"]: c for c in grid.claims(recs)}
+    helps = results["dual regression helps: lambda 0.001, 0.01, 0.1 beat lambda 0 (primal only)"]
+    assert helps["verdict"] == "reproduced"
+    assert [r["test"]["verdict"] for r in helps["comparisons"]] == ["A > B"] * 3
+    # lambda 1 (0.2) is below 0.1 (0.3) by 0.1 in every seed: significant; 10 is far below
+    assert results["too much dual weight hurts: lambda 0.1 beats 1 and 10"]["verdict"] == (
+        "reproduced"
+    )
+    hr = results["dual regression on HR data helps (DRN-S with dual HR)"]
+    assert hr["verdict"] == "not reproduced" and hr["comparisons"][0]["test"]["diff"] < 0
+    # no result for the compression claims yet
+    assert results["x8: DRC beats L1 at 50%"]["verdict"] == "inconclusive"
+    assert results["x8: DRC beats L1 at 50%"]["comparisons"][0]["test"] is None
+
+
+def test_summary_command_writes_variants_and_claims(grid, tmp_path, capsys) -> None:
+    out = tmp_path / "paper"
+    for seed in (0, 1):
+        for lam in (0.0, 0.1):
+            job = out / "lambda" / f"lam{lam:g}-s{seed}"
+            job.mkdir(parents=True)
+            rec = _record("lambda", {"lambda": lam}, seed, 30 + lam + 0.1 * seed)
+            (job / "result.json").write_text(json.dumps(rec))
+    table = tmp_path / "table.json"
+    grid.main(["summary", "--out", str(out), "--json", str(table)])
+    printed = capsys.readouterr().out
+    assert "| lambda | lambda 0.1 | 2 | 30.150 +- 0.071 | 28.150 +- 0.071 |" in printed
+    assert "| claim | A | B |" in printed
+    doc = json.loads(table.read_text())
+    assert {row["variant"]["lambda"] for row in doc["variants"]} == {0.0, 0.1}
+    first = doc["claims"][0]["comparisons"][2]  # lambda 0.1 against 0
+    assert first["test"]["diff"] == pytest.approx(0.1) and first["test"]["seeds"] == [0, 1]
+
+
+def test_methods_drc_gamma1_reuses_the_uniform_search_job(grid, tmp_path) -> None:
+    args = _args(grid, tmp_path)
+    job = next(j for j in grid.jobs("methods", args) if j.name == "drc-g1-s1")
+    twin = next(j for j in grid.jobs("search", args) if j.name == "uniform-r50-s1")
+    assert job.same_as == "search/uniform-r50-s1"
+    # the same prune and fine-tune commands (gamma 1 is prune's default), outputs and all
+    strip = lambda cmd: [c for c in cmd if c not in ("--gamma", "1.0")]  # noqa: E731
+    assert [strip(c) for c, _ in job.commands] == [c for c, _ in twin.commands]
+    src = args.out / "search" / "uniform-r50-s1"
+    src.mkdir(parents=True)
+    rec = _record("search", {"config": "uniform", "rate": 0.5}, 1, 30.0)
+    (src / "result.json").write_text(json.dumps(rec))
+    grid.run_job(job, args)  # no command runs: the twin's result is copied
+    got = json.loads((args.out / "methods" / "drc-g1-s1" / "result.json").read_text())
+    assert got["family"] == "methods" and got["variant"] == job.variant
+    assert got["scores"] == rec["scores"] and got["same_as"] == "search/uniform-r50-s1"
