@@ -21,7 +21,8 @@ Families (every variant with each of ``--seeds``, default 0 1 2):
   The entropy of each layer's width distribution at the end of the search is recorded.
 - ``methods``: from ``--base`` at the uniform 50 % widths: DRC and DCP with gamma 0.1 / 1 / 10,
   ThiNet, CP and L1, each fine-tuned the same way. DRC at gamma 1 runs the same commands as the
-  ``search`` family's uniform 50 % job of the same seed, whose result it reuses when it exists.
+  ``search`` family's uniform 50 % job of the same seed: whichever runs second reuses the
+  other's result.
 - ``x8``: from an x8 ``--base`` (the x8 CPU recipe's model): DRC and L1 at the uniform 50 %
   widths, fine-tuned with configs/cpu-drn-x8.yaml, beside the unpruned base.
 
@@ -239,6 +240,7 @@ def jobs(family: str, args: argparse.Namespace) -> Iterator[Job]:
                     {"config": "uniform", "rate": rate},
                     seed,
                     run_dir="ft",
+                    same_as=f"methods/drc-g1-s{seed}" if rate == 0.5 else None,
                 )
                 job.commands.append(
                     (

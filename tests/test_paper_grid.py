@@ -143,11 +143,11 @@ def test_summary_command_writes_variants_and_claims(grid, tmp_path, capsys) -> N
     assert first["test"]["diff"] == pytest.approx(0.1) and first["test"]["seeds"] == [0, 1]
 
 
-def test_methods_drc_gamma1_reuses_the_uniform_search_job(grid, tmp_path) -> None:
+def test_methods_drc_gamma1_and_the_uniform_search_job_reuse_each_other(grid, tmp_path) -> None:
     args = _args(grid, tmp_path)
     job = next(j for j in grid.jobs("methods", args) if j.name == "drc-g1-s1")
     twin = next(j for j in grid.jobs("search", args) if j.name == "uniform-r50-s1")
-    assert job.same_as == "search/uniform-r50-s1"
+    assert job.same_as == "search/uniform-r50-s1" and twin.same_as == "methods/drc-g1-s1"
     # the same prune and fine-tune commands (gamma 1 is prune's default), outputs and all
     strip = lambda cmd: [c for c in cmd if c not in ("--gamma", "1.0")]  # noqa: E731
     assert [strip(c) for c, _ in job.commands] == [c for c, _ in twin.commands]
