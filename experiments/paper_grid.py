@@ -6,6 +6,7 @@
     python experiments/paper_grid.py run methods --base BASE.safetensors --data ... --out ...
     python experiments/paper_grid.py run x8 --base X8.safetensors --data ... --out ...
     python experiments/paper_grid.py summary --out ~/dualsr-runs/paper --json table.json
+    python experiments/paper_grid.py plot --json table.json --out docs/img/lambda_cpu.png
 
 Families (every variant with each of ``--seeds``, default 0 1 2):
 
@@ -566,6 +567,39 @@ def print_summary(table: list[dict]) -> None:
         print(f"| {row['family']} | {variant} | {row['seeds']} | {' | '.join(cells)} | {hours} |")
 
 
+def plot_lambda(doc: dict, path: Path) -> None:
+    """The paper's lambda figure at CPU scale: Set5 and Set14 PSNR (mean +- std over seeds)
+    against the dual weight, from a ``summary --json`` document."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(
+        (r for r in doc["variants"] if r["family"] == "lambda"),
+        key=lambda r: r["variant"]["lambda"],
+    )
+    if not rows:
+        raise SystemExit("no lambda results in the summary: run the lambda family first")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    x = list(range(len(rows)))
+    for ax, ds in zip(axes, ("Set5", "Set14"), strict=True):
+        mean = [r[ds]["mean"] for r in rows]
+        std = [r[ds]["std"] or 0.0 for r in rows]
+        ax.errorbar(x, mean, yerr=std, marker="o", capsize=4)
+        ax.set_xticks(x, [f"{r['variant']['lambda']:g}" for r in rows])
+        ax.set_xlabel("lambda (dual weight; 0 = primal only)")
+        ax.set_ylabel(f"{ds} PSNR-Y (dB)")
+        n = sorted({r["seeds"] for r in rows})
+        seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}-{n[-1]}"
+        ax.set_title(f"{ds}, mean +- std over {seeds} seeds")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _shard(text: str) -> tuple[int, int]:
     """``K/N`` -> (K, N) with 0 <= K < N."""
     try:
@@ -578,7 +612,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``run FAMILY`` or ``summary``."""
+    """``run FAMILY``, ``summary`` or ``plot``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
@@ -607,6 +641,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--json", type=Path, default=None)
     s.add_argument("--dataset", default="Set5", help="the data set the claims are judged on")
+    pl = sub.add_parser("plot", help="the lambda figure from a summary --json document")
+    pl.add_argument("--json", type=Path, required=True)
+    pl.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "lambda_cpu.png")
     args = parser.parse_args(argv)
     if args.cmd == "summary":
         out = args.out.expanduser()
@@ -618,6 +655,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.json:
             doc = {"variants": table, "claims": verdicts}
             args.json.write_text(json.dumps(doc, indent=2) + "\n")
+        return
+    if args.cmd == "plot":
+        plot_lambda(json.loads(args.json.read_text()), args.out)
         return
     args.out = args.out.expanduser().resolve()
     args.data = args.data.expanduser().resolve()

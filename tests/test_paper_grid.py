@@ -159,3 +159,21 @@ def test_methods_drc_gamma1_and_the_uniform_search_job_reuse_each_other(grid, tm
     got = json.loads((args.out / "methods" / "drc-g1-s1" / "result.json").read_text())
     assert got["family"] == "methods" and got["variant"] == job.variant
     assert got["scores"] == rec["scores"] and got["same_as"] == "search/uniform-r50-s1"
+
+
+def test_plot_draws_the_lambda_figure(grid, tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "paper"
+    for seed in (0, 1):
+        for lam in grid.LAMBDAS:
+            job = out / "lambda" / f"lam{lam:g}-s{seed}"
+            job.mkdir(parents=True)
+            rec = _record("lambda", {"lambda": lam}, seed, 30 + 0.1 * seed - abs(lam - 0.1))
+            (job / "result.json").write_text(json.dumps(rec))
+    table = tmp_path / "table.json"
+    grid.main(["summary", "--out", str(out), "--json", str(table)])
+    png = tmp_path / "img" / "lambda.png"
+    grid.main(["plot", "--json", str(table), "--out", str(png)])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    with pytest.raises(SystemExit, match="no lambda results"):
+        grid.plot_lambda({"variants": []}, png)
