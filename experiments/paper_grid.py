@@ -392,6 +392,14 @@ def load_records(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(out.glob("*/*/result.json"))]
 
 
+def _order(family: str, variant: str) -> tuple:
+    """Sort key: family, then the variant's values (numbers by value, so 0.001 < 0.01 < 0.1)."""
+    items = sorted(json.loads(variant).items())
+    return family, [
+        (k, (0, v, "") if isinstance(v, int | float) else (1, 0, str(v))) for k, v in items
+    ]
+
+
 def summary(out: Path) -> list[dict]:
     """Mean +- std (sample std over seeds) per family and variant."""
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -399,7 +407,7 @@ def summary(out: Path) -> list[dict]:
         key = (rec["family"], json.dumps(rec["variant"], sort_keys=True))
         groups.setdefault(key, []).append(rec)
     table = []
-    for (family, variant), recs in sorted(groups.items()):
+    for (family, variant), recs in sorted(groups.items(), key=lambda kv: _order(*kv[0])):
         row: dict = {"family": family, "variant": json.loads(variant), "seeds": len(recs)}
         for ds in recs[0]["scores"]:
             vals = [r["scores"][ds] for r in recs if ds in r["scores"]]
@@ -540,7 +548,10 @@ def _ms(vals: dict[int, float]) -> str:
 
 def print_claims(results: list[dict]) -> None:
     """Markdown: one row per comparison, A and B as mean +- std, A - B paired, the verdicts."""
-    print("| claim | A | B | A (dB) | B (dB) | A - B (paired, +- se) | seeds | claim verdict |")
+    ds = results[0]["dataset"] if results else "Set5"
+    print(
+        f"| claim | A | B | A, {ds} (dB) | B, {ds} (dB) | A - B (paired, +- se) | seeds | verdict |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for c in results:
         for i, row in enumerate(c["comparisons"]):
@@ -555,16 +566,24 @@ def print_claims(results: list[dict]) -> None:
 
 
 def print_summary(table: list[dict]) -> None:
-    """Markdown rows: family, variant, seeds, mean +- std per data set, hours."""
+    """Markdown: family, variant, seeds, mean +- std per data set, parameters, training hours."""
+    sets = [ds for ds in ("Set5", "Set14", "BSD100") if any(ds in row for row in table)]
+    print(f"| family | variant | seeds | {' | '.join(sets)} | params | hours |")
+    print("|---" * (len(sets) + 5) + "|")
     for row in table:
         variant = ", ".join(f"{k} {v}" for k, v in row["variant"].items())
         cells = []
-        for ds in ("Set5", "Set14", "BSD100"):
-            if ds in row:
-                m, s = row[ds]["mean"], row[ds]["std"]
-                cells.append(f"{m:.3f} +- {s:.3f}" if s is not None else f"{m:.3f}")
-        hours = f"{row['hours']:.2f} h" if "hours" in row else ""
-        print(f"| {row['family']} | {variant} | {row['seeds']} | {' | '.join(cells)} | {hours} |")
+        for ds in sets:
+            m, s = (row[ds]["mean"], row[ds]["std"]) if ds in row else (None, None)
+            cells.append(
+                "-" if m is None else f"{m:.3f} +- {s:.3f}" if s is not None else f"{m:.3f}"
+            )
+        params = f"{row['params']:,}" if "params" in row else ""
+        hours = f"{row['hours']:.2f}" if "hours" in row else ""
+        print(
+            f"| {row['family']} | {variant} | {row['seeds']} | {' | '.join(cells)} | {params} "
+            f"| {hours} |"
+        )
 
 
 def plot_lambda(doc: dict, path: Path) -> None:

@@ -135,7 +135,12 @@ def test_summary_command_writes_variants_and_claims(grid, tmp_path, capsys) -> N
     table = tmp_path / "table.json"
     grid.main(["summary", "--out", str(out), "--json", str(table)])
     printed = capsys.readouterr().out
+    assert "| family | variant | seeds | Set5 | Set14 | params | hours |" in printed
     assert "| lambda | lambda 0.1 | 2 | 30.150 +- 0.071 | 28.150 +- 0.071 |" in printed
+    # variants sort by value, not by their JSON text (where 0.001 < 0.0)
+    variants = [json.dumps({"lambda": v}) for v in (10.0, 0.01, 0.0, 0.001)]
+    ordered = sorted(variants, key=lambda v: grid._order("lambda", v))
+    assert [json.loads(v)["lambda"] for v in ordered] == [0.0, 0.001, 0.01, 10.0]
     assert "| claim | A | B |" in printed
     doc = json.loads(table.read_text())
     assert {row["variant"]["lambda"] for row in doc["variants"]} == {0.0, 0.1}
