@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,onnx,demo]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,onnx,demo,plots]"
 	touch $(STAMP)
 
 demo: $(STAMP)
