@@ -494,7 +494,7 @@ def compare(a: dict[int, float], b: dict[int, float]) -> dict | None:
         "seeds": seeds,
         "diff": round(mean, 4),
         "se": round(se, 4),
-        "t": round(t, 2),
+        "t": round(t, 2) if math.isfinite(t) else None,  # None: every seed the same difference
         "verdict": verdict,
     }
 

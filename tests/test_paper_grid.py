@@ -88,6 +88,8 @@ def test_compare_is_a_paired_t_test(grid) -> None:
     # a consistent offset hidden by seed noise is found by pairing; a noisy one is not
     noisy = {0: 30.5, 1: 29.0, 2: 30.6}
     assert grid.compare(noisy, b)["verdict"] == "inconclusive"
+    same = grid.compare({0: 1.0, 1: 2.0}, {0: 0.0, 1: 1.0})  # equal differences: se 0
+    assert same["verdict"] == "A > B" and same["t"] is None and json.dumps(same)
     assert grid.compare({0: 1.0}, {0: 0.0}) is None  # one seed: no test
     assert grid.compare({0: 1.0, 5: 2.0}, {0: 0.0, 1: 0.0}) is None  # one common seed
 
