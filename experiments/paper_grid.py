@@ -571,7 +571,7 @@ def print_summary(table: list[dict]) -> None:
     print(f"| family | variant | seeds | {' | '.join(sets)} | params | hours |")
     print("|---" * (len(sets) + 5) + "|")
     for row in table:
-        variant = ", ".join(f"{k} {v}" for k, v in row["variant"].items())
+        variant = _label(row["variant"])
         cells = []
         for ds in sets:
             m, s = (row[ds]["mean"], row[ds]["std"]) if ds in row else (None, None)
