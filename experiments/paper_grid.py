@@ -310,10 +310,18 @@ def search_lr_alpha(args: argparse.Namespace) -> float:
     return RELEASED_LR_ALPHA * RELEASED_SEARCH_STEPS / args.search_steps
 
 
-def entropies(search_json: Path) -> list[float]:
-    """Entropy (nats) of each layer's width distribution at the end of a search."""
-    probs = json.loads(search_json.read_text()).get("probabilities", [])
-    return [round(-sum(p * math.log(p) for p in layer if p > 0), 4) for layer in probs]
+def entropies(search_json: Path) -> list[dict]:
+    """Each searched layer's width distribution at the end of a search (``search.json`` of
+    ``dualsr search``): its name, entropy and the uniform distribution's (nats)."""
+    layers = json.loads(search_json.read_text())["layers"]
+    return [
+        {
+            "layer": layer["name"],
+            "entropy": round(-sum(p * math.log(p) for p in layer["softmax"] if p > 0), 4),
+            "uniform": round(math.log(len(layer["softmax"])), 4),
+        }
+        for layer in layers
+    ]
 
 
 def run_job(job: Job, args: argparse.Namespace) -> None:
@@ -420,12 +428,20 @@ def summary(out: Path) -> list[dict]:
         hours = [r["cost"]["hours"] for r in recs if "cost" in r]
         if hours:
             row["hours"] = round(statistics.fmean(hours), 3)
-        if recs[0].get("params") is not None:
-            row["params"] = recs[0]["params"]
+        params = [r["params"] for r in recs if r.get("params") is not None]
+        if params:  # searched widths may differ by seed: their mean, and each seed's
+            row["params"] = round(statistics.fmean(params))
+            if len(set(params)) > 1:
+                row["params_values"] = params
         ent = [r["entropy"] for r in recs if "entropy" in r]
-        if ent:
-            row["entropy_mean_per_layer"] = [
-                round(statistics.fmean(e), 3) for e in zip(*ent, strict=True)
+        if ent:  # each layer's entropy, mean over seeds, beside the uniform distribution's
+            row["entropy_per_layer"] = [
+                {
+                    "layer": layers[0]["layer"],
+                    "entropy": round(statistics.fmean(x["entropy"] for x in layers), 4),
+                    "uniform": layers[0]["uniform"],
+                }
+                for layers in zip(*ent, strict=True)
             ]
         table.append(row)
     return table
@@ -583,6 +599,20 @@ def print_summary(table: list[dict]) -> None:
         print(
             f"| {row['family']} | {variant} | {row['seeds']} | {' | '.join(cells)} | {params} "
             f"| {hours} |"
+        )
+    searched = [row for row in table if "entropy_per_layer" in row]
+    if searched:
+        print("\nwidth distributions at the end of each search (nats, mean over seeds):\n")
+        print("| variant | mean entropy over layers | lowest layer | uniform |")
+        print("|---|---|---|---|")
+    for row in searched:
+        layers = row["entropy_per_layer"]
+        low = min(layers, key=lambda x: x["entropy"])
+        mean = statistics.fmean(x["entropy"] for x in layers)
+        uniform = statistics.fmean(x["uniform"] for x in layers)
+        print(
+            f"| {_label(row['variant'])} | {mean:.4f} | {low['entropy']:.4f} ({low['layer']}) "
+            f"| {uniform:.4f} |"
         )
 
 

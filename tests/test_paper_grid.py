@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,3 +185,41 @@ def test_plot_draws_the_lambda_figure(grid, tmp_path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     with pytest.raises(SystemExit, match="no lambda results"):
         grid.plot_lambda({"variants": []}, png)
+
+
+def test_search_entropies_read_what_dualsr_search_writes(
+    grid, tmp_path, train_folder, capsys
+) -> None:
+    """The search family's entropies come from a real ``dualsr search`` output (tiny model)."""
+    import dualsr
+    from dualsr.cli import main
+
+    from .conftest import tiny_model
+
+    ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model(), dualsr.DualModels(4, 4))
+    out = tmp_path / "search"
+    args = ["search", "--model", str(ckpt), "--data", str(train_folder), "--rate", "0.3"]
+    args += ["--patch-size", "16", "--batch-size", "2", "--steps", "2", "--cache", "memory"]
+    assert main([*args, "-o", str(out)]) == 0
+    layers = grid.entropies(out / "search.json")
+    report = json.loads((out / "search.json").read_text())
+    assert [x["layer"] for x in layers] == [x["name"] for x in report["layers"]]
+    for x, layer in zip(layers, report["layers"], strict=True):
+        k = len(layer["candidates"])
+        assert x["uniform"] == pytest.approx(math.log(k), abs=1e-4)
+        assert 0 < x["entropy"] <= x["uniform"] + 1e-4
+    # the summary averages each layer over seeds and prints the entropy table
+    paper = tmp_path / "paper"
+    for seed, shift in ((0, 0.0), (1, 0.2)):
+        job = paper / "search" / f"searched-r30-s{seed}"
+        job.mkdir(parents=True)
+        rec = _record("search", {"config": "searched", "rate": 0.3}, seed, 30.0)
+        rec["params"] = 1000 + seed
+        rec["entropy"] = [{**x, "entropy": x["entropy"] - shift} for x in layers]
+        (job / "result.json").write_text(json.dumps(rec))
+    capsys.readouterr()
+    (row,) = grid.summary(paper)
+    assert row["params"] == 1000 and row["params_values"] == [1000, 1001]
+    assert row["entropy_per_layer"][0]["entropy"] == pytest.approx(layers[0]["entropy"] - 0.1)
+    grid.print_summary([row])
+    assert "| config searched, rate 0.3 |" in capsys.readouterr().out
