@@ -310,6 +310,13 @@ def search_lr_alpha(args: argparse.Namespace) -> float:
     return RELEASED_LR_ALPHA * RELEASED_SEARCH_STEPS / args.search_steps
 
 
+def median_step_seconds(rows: list[dict], batch_size: int = 16) -> float | None:
+    """The median seconds per training step of a run's logged rows: unlike the total hours, it
+    does not move when another job shares the machine for part of the run."""
+    rates = [r["patches_per_s"] for r in rows if r.get("patches_per_s")]
+    return round(batch_size / statistics.median(rates), 4) if rates else None
+
+
 def entropies(search_json: Path) -> list[dict]:
     """Each searched layer's width distribution at the end of a search (``search.json`` of
     ``dualsr search``): its name, entropy and the uniform distribution's (nats)."""
@@ -387,6 +394,7 @@ def run_job(job: Job, args: argparse.Namespace) -> None:
     if job.run_dir and (jdir / job.run_dir / "metrics.jsonl").exists():
         rows = read_metrics(jdir / job.run_dir / "metrics.jsonl")
         record["cost"] = training_cost(rows, batch_size=16, threads=args.threads)
+        record["cost"]["step_s_median"] = median_step_seconds(rows)
     if job.search_dir and (jdir / job.search_dir / "search.json").exists():
         record["entropy"] = entropies(jdir / job.search_dir / "search.json")
         cfg = (jdir / job.search_dir / "channel_config.txt").read_text().split()
@@ -428,6 +436,11 @@ def summary(out: Path) -> list[dict]:
         hours = [r["cost"]["hours"] for r in recs if "cost" in r]
         if hours:
             row["hours"] = round(statistics.fmean(hours), 3)
+        step_s = [
+            r["cost"]["step_s_median"] for r in recs if r.get("cost", {}).get("step_s_median")
+        ]
+        if step_s:
+            row["step_s"] = round(statistics.fmean(step_s), 3)
         params = [r["params"] for r in recs if r.get("params") is not None]
         if params:  # searched widths may differ by seed: their mean, and each seed's
             row["params"] = round(statistics.fmean(params))
@@ -582,10 +595,11 @@ def print_claims(results: list[dict]) -> None:
 
 
 def print_summary(table: list[dict]) -> None:
-    """Markdown: family, variant, seeds, mean +- std per data set, parameters, training hours."""
+    """Markdown: family, variant, seeds, mean +- std per data set, parameters, training hours and
+    median seconds per step (then, for searches, the entropy of the width distributions)."""
     sets = [ds for ds in ("Set5", "Set14", "BSD100") if any(ds in row for row in table)]
-    print(f"| family | variant | seeds | {' | '.join(sets)} | params | hours |")
-    print("|---" * (len(sets) + 5) + "|")
+    print(f"| family | variant | seeds | {' | '.join(sets)} | params | hours | s/step |")
+    print("|---" * (len(sets) + 6) + "|")
     for row in table:
         variant = _label(row["variant"])
         cells = []
@@ -596,9 +610,10 @@ def print_summary(table: list[dict]) -> None:
             )
         params = f"{row['params']:,}" if "params" in row else ""
         hours = f"{row['hours']:.2f}" if "hours" in row else ""
+        step_s = f"{row['step_s']:.2f}" if "step_s" in row else ""
         print(
             f"| {row['family']} | {variant} | {row['seeds']} | {' | '.join(cells)} | {params} "
-            f"| {hours} |"
+            f"| {hours} | {step_s} |"
         )
     searched = [row for row in table if "entropy_per_layer" in row]
     if searched:

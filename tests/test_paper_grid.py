@@ -138,7 +138,7 @@ def test_summary_command_writes_variants_and_claims(grid, tmp_path, capsys) -> N
     table = tmp_path / "table.json"
     grid.main(["summary", "--out", str(out), "--json", str(table)])
     printed = capsys.readouterr().out
-    assert "| family | variant | seeds | Set5 | Set14 | params | hours |" in printed
+    assert "| family | variant | seeds | Set5 | Set14 | params | hours | s/step |" in printed
     assert "| lambda | lambda 0.1 | 2 | 30.150 +- 0.071 | 28.150 +- 0.071 |" in printed
     # variants sort by value, not by their JSON text (where 0.001 < 0.0)
     variants = [json.dumps({"lambda": v}) for v in (10.0, 0.01, 0.0, 0.001)]
@@ -223,3 +223,20 @@ def test_search_entropies_read_what_dualsr_search_writes(
     assert row["entropy_per_layer"][0]["entropy"] == pytest.approx(layers[0]["entropy"] - 0.1)
     grid.print_summary([row])
     assert "| config searched, rate 0.3 |" in capsys.readouterr().out
+
+
+def test_step_time_is_the_median_of_the_logged_rates(grid, tmp_path) -> None:
+    # a stretch shared with another job (8 patches/s) does not move the median
+    rows = [{"step": 10 * i, "patches_per_s": p} for i, p in enumerate((16.0, 8.0, 16.0, 32.0))]
+    rows.append({"step": 40, "val": {"Set5": {"psnr": 30.0}}})
+    assert grid.median_step_seconds(rows) == pytest.approx(1.0)
+    assert grid.median_step_seconds([{"step": 1}]) is None
+    out = tmp_path / "paper"
+    for seed, step_s in ((0, 1.0), (1, 2.0)):
+        job = out / "dual-hr" / f"dualhr-s{seed}"
+        job.mkdir(parents=True)
+        rec = _record("dual-hr", {"loss": "dual LR + dual HR"}, seed, 30.0)
+        rec["cost"] = {"hours": 0.5, "step_s_median": step_s}
+        (job / "result.json").write_text(json.dumps(rec))
+    (row,) = grid.summary(out)
+    assert row["step_s"] == pytest.approx(1.5) and row["hours"] == pytest.approx(0.5)
