@@ -331,6 +331,17 @@ def entropies(search_json: Path) -> list[dict]:
     ]
 
 
+def _add_seconds(jdir: Path, command: str, seconds: float) -> None:
+    """Add a command's wall time to the job's ``seconds.json``. A command resumed after a stop
+    adds the time of its last run only: the stopped run never got to write its own."""
+    path = jdir / "seconds.json"
+    times = json.loads(path.read_text()) if path.exists() else {}
+    times[command] = round(times.get(command, 0.0) + seconds, 1)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(times) + "\n")
+    tmp.replace(path)
+
+
 def run_job(job: Job, args: argparse.Namespace) -> None:
     """Run the job's missing steps, evaluate, and write ``result.json``."""
     jdir = args.out / job.family / job.name
@@ -358,12 +369,14 @@ def run_job(job: Job, args: argparse.Namespace) -> None:
             if (jdir / run / "config.yaml").exists():  # interrupted: continue it
                 cmd = [dualsr(), "train", "--resume", run]
         print(f"[{job.family}/{job.name}] {shlex.join(cmd)}", flush=True)
+        start = time.perf_counter()
         with open(jdir / "log.txt", "a") as log:
             rc = subprocess.run(
                 cmd, cwd=jdir, env=env, stdout=log, stderr=subprocess.STDOUT
             ).returncode
         if rc != 0:
             raise SystemExit(f"[{job.family}/{job.name}] failed (exit {rc}); see {jdir}/log.txt")
+        _add_seconds(jdir, cmd[1], time.perf_counter() - start)
         if creates.endswith("DONE"):
             (jdir / creates).write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
     sets = ["Set5", "Set14"] + (["BSD100"] if args.bsd100 else [])
@@ -395,6 +408,8 @@ def run_job(job: Job, args: argparse.Namespace) -> None:
         rows = read_metrics(jdir / job.run_dir / "metrics.jsonl")
         record["cost"] = training_cost(rows, batch_size=16, threads=args.threads)
         record["cost"]["step_s_median"] = median_step_seconds(rows)
+    if (jdir / "seconds.json").exists():  # wall time of each command (search, prune, ...)
+        record["seconds"] = json.loads((jdir / "seconds.json").read_text())
     if job.search_dir and (jdir / job.search_dir / "search.json").exists():
         record["entropy"] = entropies(jdir / job.search_dir / "search.json")
         cfg = (jdir / job.search_dir / "channel_config.txt").read_text().split()

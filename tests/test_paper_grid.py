@@ -240,3 +240,33 @@ def test_step_time_is_the_median_of_the_logged_rates(grid, tmp_path) -> None:
         (job / "result.json").write_text(json.dumps(rec))
     (row,) = grid.summary(out)
     assert row["step_s"] == pytest.approx(1.5) and row["hours"] == pytest.approx(0.5)
+
+
+def test_run_job_runs_missing_commands_evaluates_and_records_their_time(grid, tmp_path) -> None:
+    import dualsr
+    from dualsr.data.image_io import write_image
+
+    from .conftest import random_image, tiny_model
+
+    args = _args(grid, tmp_path)
+    args.bsd100 = False
+    for name in ("Set5", "Set14"):
+        (args.data / name).mkdir(parents=True)
+        write_image(args.data / name / "a.png", random_image(32, 32, seed=1))
+    ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model())
+    copy = "import shutil, sys; shutil.copy(sys.argv[1], 'model.safetensors')"
+    job = grid.Job("x8", "unit", {"model": "tiny"}, 0)
+    job.commands.append(([sys.executable, "-c", copy, str(ckpt)], "model.safetensors"))
+    grid.run_job(job, args)
+    rec = json.loads((args.out / "x8" / "unit" / "result.json").read_text())
+    assert set(rec["scores"]) == {"Set5", "Set14"} and rec["params"] > 0
+    assert set(rec["seconds"]) == {"-c"} and rec["seconds"]["-c"] >= 0
+    # a finished job is not run again; a missing result reuses the outputs already there
+    (args.out / "x8" / "unit" / "result.json").unlink()
+    job.commands[0] = ([sys.executable, "-c", "raise SystemExit(3)"], "model.safetensors")
+    grid.run_job(job, args)  # the command's output exists: skipped, only the evaluation runs
+    assert json.loads((args.out / "x8" / "unit" / "result.json").read_text())["scores"]
+    (args.out / "x8" / "unit" / "model.safetensors").unlink()
+    (args.out / "x8" / "unit" / "result.json").unlink()
+    with pytest.raises(SystemExit, match="failed \\(exit 3\\)"):
+        grid.run_job(job, args)
