@@ -63,6 +63,7 @@ GAMMAS = (0.1, 1.0, 10.0)
 # its lr per step, so that search moves each logit by at most ~0.375 (the cosine's mean lr times
 # 2,500); a search of S steps here gets the lr that gives the same travel: 3e-4 x 2,500 / S.
 RELEASED_SEARCH_STEPS = 2500
+RECIPE_BATCH = 16  # data.batch_size of configs/cpu-drn-x4.yaml and cpu-drn-x8.yaml
 RELEASED_LR_ALPHA = 3e-4
 
 
@@ -310,7 +311,7 @@ def search_lr_alpha(args: argparse.Namespace) -> float:
     return RELEASED_LR_ALPHA * RELEASED_SEARCH_STEPS / args.search_steps
 
 
-def median_step_seconds(rows: list[dict], batch_size: int = 16) -> float | None:
+def median_step_seconds(rows: list[dict], batch_size: int = RECIPE_BATCH) -> float | None:
     """The median seconds per training step of a run's logged rows: unlike the total hours, it
     does not move when another job shares the machine for part of the run."""
     rates = [r["patches_per_s"] for r in rows if r.get("patches_per_s")]
@@ -406,7 +407,7 @@ def run_job(job: Job, args: argparse.Namespace) -> None:
 
     if job.run_dir and (jdir / job.run_dir / "metrics.jsonl").exists():
         rows = read_metrics(jdir / job.run_dir / "metrics.jsonl")
-        record["cost"] = training_cost(rows, batch_size=16, threads=args.threads)
+        record["cost"] = training_cost(rows, batch_size=RECIPE_BATCH, threads=args.threads)
         record["cost"]["step_s_median"] = median_step_seconds(rows)
     if (jdir / "seconds.json").exists():  # wall time of each command (search, prune, ...)
         record["seconds"] = json.loads((jdir / "seconds.json").read_text())
