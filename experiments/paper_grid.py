@@ -42,6 +42,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,6 +53,7 @@ from pathlib import Path
 
 from dualsr import count_parameters, load_model
 from dualsr.provenance import read_metrics, training_cost
+from dualsr.training.state import resume_candidates
 
 ROOT = Path(__file__).resolve().parents[1]
 LAMBDAS = (0.0, 0.001, 0.01, 0.1, 1.0, 10.0)
@@ -367,8 +369,11 @@ def run_job(job: Job, args: argparse.Namespace) -> None:
             continue
         if cmd[1] in ("train", "finetune"):
             run = cmd[cmd.index("--run-dir" if cmd[1] == "train" else "--output") + 1]
-            if (jdir / run / "config.yaml").exists():  # interrupted: continue it
+            if resume_candidates(jdir / run):  # interrupted after a checkpoint: continue it
                 cmd = [dualsr(), "train", "--resume", run]
+            elif (jdir / run).exists():  # interrupted before its first checkpoint: start over
+                print(f"[{job.family}/{job.name}] {run}/ holds no checkpoint; starting it over")
+                shutil.rmtree(jdir / run)
         print(f"[{job.family}/{job.name}] {shlex.join(cmd)}", flush=True)
         start = time.perf_counter()
         with open(jdir / "log.txt", "a") as log:
@@ -394,7 +399,9 @@ def run_job(job: Job, args: argparse.Namespace) -> None:
         "eval",
     ]
     with open(jdir / "log.txt", "a") as log:
-        subprocess.run(ev, cwd=jdir, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+        rc = subprocess.run(ev, cwd=jdir, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        raise SystemExit(f"[{job.family}/{job.name}] eval failed (exit {rc}); see {jdir}/log.txt")
     results = json.loads((jdir / "eval" / "results.json").read_text())
     record = {
         "family": job.family,
@@ -746,9 +753,16 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{args.family} needs --base (a trained x4 checkpoint)")
         args.base = args.base.expanduser().resolve()
     shard, shards = args.shard
+    failed = []
     for i, job in enumerate(jobs(args.family, args)):
         if i % shards == shard and (args.only is None or job.name in args.only):
-            run_job(job, args)
+            try:
+                run_job(job, args)
+            except SystemExit as exc:  # one job's failure does not stop the others
+                print(exc, flush=True)
+                failed.append(job.name)
+    if failed:
+        raise SystemExit(f"{len(failed)} {args.family} job(s) failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

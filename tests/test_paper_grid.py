@@ -270,3 +270,58 @@ def test_run_job_runs_missing_commands_evaluates_and_records_their_time(grid, tm
     (args.out / "x8" / "unit" / "result.json").unlink()
     with pytest.raises(SystemExit, match="failed \\(exit 3\\)"):
         grid.run_job(job, args)
+
+
+def test_interrupted_training_resumes_only_from_a_checkpoint(grid, tmp_path, monkeypatch) -> None:
+    """A run stopped before its first checkpoint starts over; one with a checkpoint resumes."""
+    import dualsr
+    from dualsr.data.image_io import write_image
+
+    from .conftest import random_image, tiny_model
+
+    args = _args(grid, tmp_path)
+    args.bsd100 = False
+    for name in ("Set5", "Set14"):
+        (args.data / name).mkdir(parents=True)
+        write_image(args.data / name / "a.png", random_image(32, 32, seed=1))
+    ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model())
+    real = grid.dualsr()
+    fake = tmp_path / "fake-dualsr"  # stands for `dualsr train`: logs its arguments, writes a model
+    fake.write_text(
+        f"#!{sys.executable}\nimport os, shutil, sys\n"
+        f"if sys.argv[1] != 'train': os.execv({real!r}, [{real!r}, *sys.argv[1:]])\n"
+        "open('calls.txt', 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        f"shutil.copy({str(ckpt)!r}, 'model.safetensors')\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(grid, "dualsr", lambda: str(fake))
+    job = grid.Job("x8", "unit", {"model": "tiny"}, 0)
+    job.commands.append(([str(fake), "train", "--run-dir", "ft"], "model.safetensors"))
+    jdir = args.out / "x8" / "unit"
+    (jdir / "ft").mkdir(parents=True)
+    (jdir / "ft" / "config.yaml").write_text("stale: true\n")  # stopped before step 250
+    grid.run_job(job, args)
+    assert (jdir / "calls.txt").read_text().splitlines() == ["train --run-dir ft"]
+    assert not (jdir / "ft").exists()  # the stale run directory was cleared for the new run
+
+    for name in ("result.json", "model.safetensors", "calls.txt"):
+        (jdir / name).unlink()
+    (jdir / "ft" / "checkpoints").mkdir(parents=True)
+    dualsr.save_model(jdir / "ft" / "latest.safetensors", tiny_model())
+    grid.run_job(job, args)
+    assert (jdir / "calls.txt").read_text().splitlines() == ["train --resume ft"]
+
+
+def test_a_failed_job_does_not_stop_the_rest_of_the_lane(grid, tmp_path, monkeypatch) -> None:
+    ran = []
+
+    def fake_run_job(job, args) -> None:
+        ran.append(job.name)
+        if len(ran) == 1:
+            raise SystemExit(f"[{job.family}/{job.name}] failed (exit 1)")
+
+    monkeypatch.setattr(grid, "run_job", fake_run_job)
+    argv = ["run", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "lambda"]
+    with pytest.raises(SystemExit, match="1 lambda job\\(s\\) failed"):
+        grid.main(argv)
+    assert len(ran) == 18  # every job was tried
