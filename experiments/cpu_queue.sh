@@ -123,23 +123,25 @@ if [ ! -f "$G" ]; then
     --rate 0.3 --images 16 --patch-size 96 --batch-size 8 --out "$G" > "$R/greedy_vs_official.log" 2>&1 || exit 1
 fi
 
-# 3. the paper experiments, in two lanes of one thread each (every second job; see
-#    experiments/paper_grid.py --shard)
+# 3. the paper experiments, in two lanes of one thread each; a lane takes the next job the other
+#    is not working on (jobs are locked, see experiments/paper_grid.py)
 lane() {
-  local grid=($PY experiments/paper_grid.py run --data "$DATA" --out "$R/paper" --threads 1
-    --shard "$1/2")
-  # cheapest claims first; the search family (18 jobs, 9 searches) is the most expensive
+  local grid=($PY experiments/paper_grid.py run --data "$DATA" --out "$R/paper" --threads 1)
+  # cheapest claims first; the search family (18 jobs, 9 searches) is the most expensive.
+  # A failed job is reported and the lane goes on with the other jobs and families.
+  local failed=0
   for family in lambda dual-hr; do
-    "${grid[@]}" $family || return 1
+    "${grid[@]}" $family || failed=1
   done
-  "${grid[@]}" methods --base "$BASE" || return 1
+  "${grid[@]}" methods --base "$BASE" || failed=1
   local x8=src/dualsr/weights/drn-t-x8.safetensors  # the shipped x8 model, else the run's
   [ -f "$x8" ] || x8=$R/x8-long/latest.safetensors
-  "${grid[@]}" x8 --base "$x8" || return 1
-  "${grid[@]}" search --base "$BASE" || return 1
+  "${grid[@]}" x8 --base "$x8" || failed=1
+  "${grid[@]}" search --base "$BASE" || failed=1
+  return $failed
 }
-lane 0 > "$R/paper-lane0.log" 2>&1 &
-lane 1 > "$R/paper-lane1.log" 2>&1 &
+lane 0 >> "$R/paper-lane0.log" 2>&1 &
+lane 1 >> "$R/paper-lane1.log" 2>&1 &
 fails=0
 for pid in $(jobs -p); do wait "$pid" || fails=$((fails + 1)); done
 [ "$fails" = 0 ] || { echo "a paper lane failed: see $R/paper-lane*.log"; exit 1; }

@@ -325,3 +325,22 @@ def test_a_failed_job_does_not_stop_the_rest_of_the_lane(grid, tmp_path, monkeyp
     with pytest.raises(SystemExit, match="1 lambda job\\(s\\) failed"):
         grid.main(argv)
     assert len(ran) == 18  # every job was tried
+
+
+def test_a_job_another_lane_holds_is_skipped_and_taken_up_once_free(grid, tmp_path) -> None:
+    import fcntl
+
+    args = _args(grid, tmp_path)
+    job = grid.Job("x8", "unit", {"model": "tiny"}, 0)
+    job.commands.append(([sys.executable, "-c", "raise SystemExit(3)"], "model.safetensors"))
+    jdir = args.out / "x8" / "unit"
+    jdir.mkdir(parents=True)
+    with open(jdir / ".lock", "a") as other_lane:
+        fcntl.flock(other_lane, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert grid.run_job(job, args) is False  # skipped: nothing ran
+        assert not (jdir / "log.txt").exists()
+    # the lane holding it stopped (its lock died with it): the job is taken up again
+    with pytest.raises(SystemExit, match="failed \\(exit 3\\)"):
+        grid.run_job(job, args)
+    (jdir / "result.json").write_text("{}")
+    assert grid.run_job(job, args) is True  # done: nothing to do
