@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,7 +243,8 @@ def test_step_time_is_the_median_of_the_logged_rates(grid, tmp_path) -> None:
     assert row["step_s"] == pytest.approx(1.5) and row["hours"] == pytest.approx(0.5)
 
 
-def test_run_job_runs_missing_commands_evaluates_and_records_their_time(grid, tmp_path) -> None:
+def _eval_setup(grid: ModuleType, tmp_path: Path):
+    """Run arguments with a one-image Set5 and Set14, and a tiny model's checkpoint."""
     import dualsr
     from dualsr.data.image_io import write_image
 
@@ -253,7 +255,11 @@ def test_run_job_runs_missing_commands_evaluates_and_records_their_time(grid, tm
     for name in ("Set5", "Set14"):
         (args.data / name).mkdir(parents=True)
         write_image(args.data / name / "a.png", random_image(32, 32, seed=1))
-    ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model())
+    return args, dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model())
+
+
+def test_run_job_runs_missing_commands_evaluates_and_records_their_time(grid, tmp_path) -> None:
+    args, ckpt = _eval_setup(grid, tmp_path)
     copy = "import shutil, sys; shutil.copy(sys.argv[1], 'model.safetensors')"
     job = grid.Job("x8", "unit", {"model": "tiny"}, 0)
     job.commands.append(([sys.executable, "-c", copy, str(ckpt)], "model.safetensors"))
@@ -274,17 +280,7 @@ def test_run_job_runs_missing_commands_evaluates_and_records_their_time(grid, tm
 
 def test_interrupted_training_resumes_only_from_a_checkpoint(grid, tmp_path, monkeypatch) -> None:
     """A run stopped before its first checkpoint starts over; one with a checkpoint resumes."""
-    import dualsr
-    from dualsr.data.image_io import write_image
-
-    from .conftest import random_image, tiny_model
-
-    args = _args(grid, tmp_path)
-    args.bsd100 = False
-    for name in ("Set5", "Set14"):
-        (args.data / name).mkdir(parents=True)
-        write_image(args.data / name / "a.png", random_image(32, 32, seed=1))
-    ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model())
+    args, ckpt = _eval_setup(grid, tmp_path)
     real = grid.dualsr()
     fake = tmp_path / "fake-dualsr"  # stands for `dualsr train`: logs its arguments, writes a model
     fake.write_text(
@@ -307,7 +303,7 @@ def test_interrupted_training_resumes_only_from_a_checkpoint(grid, tmp_path, mon
     for name in ("result.json", "model.safetensors", "calls.txt"):
         (jdir / name).unlink()
     (jdir / "ft" / "checkpoints").mkdir(parents=True)
-    dualsr.save_model(jdir / "ft" / "latest.safetensors", tiny_model())
+    shutil.copy(ckpt, jdir / "ft" / "latest.safetensors")
     grid.run_job(job, args)
     assert (jdir / "calls.txt").read_text().splitlines() == ["train --resume ft"]
 
