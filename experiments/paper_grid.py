@@ -57,8 +57,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dualsr import count_parameters, load_model
+from dualsr.compression.search_state import has_search_checkpoints
 from dualsr.provenance import read_metrics, training_cost
-from dualsr.training.state import resume_candidates
+from dualsr.training.state import run_has_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 LAMBDAS = (0.0, 0.001, 0.01, 0.1, 1.0, 10.0)
@@ -389,11 +390,13 @@ def _run_locked_job(job: Job, args: argparse.Namespace, jdir: Path) -> None:
             continue
         if cmd[1] in ("train", "finetune"):
             run = cmd[cmd.index("--run-dir" if cmd[1] == "train" else "--output") + 1]
-            if resume_candidates(jdir / run):  # interrupted after a checkpoint: continue it
+            if run_has_checkpoints(jdir / run):  # interrupted after a checkpoint: continue it
                 cmd = [dualsr(), "train", "--resume", run]
             elif (jdir / run).exists():  # interrupted before its first checkpoint: start over
                 print(f"[{job.family}/{job.name}] {run}/ holds no checkpoint; starting it over")
                 shutil.rmtree(jdir / run)
+        elif cmd[1] == "search" and has_search_checkpoints(jdir / cmd[cmd.index("-o") + 1]):
+            cmd = [dualsr(), "search", "--resume", cmd[cmd.index("-o") + 1]]  # interrupted
         print(f"[{job.family}/{job.name}] {shlex.join(cmd)}", flush=True)
         start = time.perf_counter()
         with open(jdir / "log.txt", "a") as log:

@@ -279,13 +279,15 @@ def test_run_job_runs_missing_commands_evaluates_and_records_their_time(grid, tm
 
 
 def test_interrupted_training_resumes_only_from_a_checkpoint(grid, tmp_path, monkeypatch) -> None:
-    """A run stopped before its first checkpoint starts over; one with a checkpoint resumes."""
+    """A run stopped before its first checkpoint starts over; one with a checkpoint resumes, and
+    so does a search."""
     args, ckpt = _eval_setup(grid, tmp_path)
     real = grid.dualsr()
-    fake = tmp_path / "fake-dualsr"  # stands for `dualsr train`: logs its arguments, writes a model
+    fake = tmp_path / "fake-dualsr"  # `dualsr train` / `search`: logs its arguments, writes a model
     fake.write_text(
         f"#!{sys.executable}\nimport os, shutil, sys\n"
-        f"if sys.argv[1] != 'train': os.execv({real!r}, [{real!r}, *sys.argv[1:]])\n"
+        "if sys.argv[1] not in ('train', 'search'):\n"
+        f"    os.execv({real!r}, [{real!r}, *sys.argv[1:]])\n"
         "open('calls.txt', 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
         f"shutil.copy({str(ckpt)!r}, 'model.safetensors')\n"
     )
@@ -306,6 +308,15 @@ def test_interrupted_training_resumes_only_from_a_checkpoint(grid, tmp_path, mon
     shutil.copy(ckpt, jdir / "ft" / "latest.safetensors")
     grid.run_job(job, args)
     assert (jdir / "calls.txt").read_text().splitlines() == ["train --resume ft"]
+
+    # an interrupted search (its checkpoints saved on SIGTERM) is resumed too
+    for name in ("result.json", "model.safetensors", "calls.txt"):
+        (jdir / name).unlink()
+    job.commands[0] = ([str(fake), "search", "--steps", "9", "-o", "search"], "model.safetensors")
+    (jdir / "search" / "checkpoints").mkdir(parents=True)
+    shutil.copy(ckpt, jdir / "search" / "checkpoints" / "search-step-000004.safetensors")
+    grid.run_job(job, args)
+    assert (jdir / "calls.txt").read_text().splitlines() == ["search --resume search"]
 
 
 def test_a_failed_job_does_not_stop_the_rest_of_the_lane(grid, tmp_path, monkeypatch) -> None:
