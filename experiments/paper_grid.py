@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import itertools
 import json
 import math
 import os
@@ -340,6 +341,70 @@ def entropies(search_json: Path) -> list[dict]:
     ]
 
 
+def widest_share(search_json: Path, config: list[int]) -> float:
+    """The share of searched layers whose width in ``config`` is the widest of their candidates
+    (``search.json`` of ``dualsr search`` lists each layer's candidates)."""
+    layers = json.loads(search_json.read_text())["layers"]
+    if len(layers) != len(config):
+        raise ValueError(
+            f"{search_json}: {len(layers)} layers but a configuration of {len(config)}"
+        )
+    return sum(w == max(x["candidates"]) for x, w in zip(layers, config, strict=True)) / len(config)
+
+
+def rising_share(search_json: Path) -> float:
+    """The share of searched layers (of those with two or more distinct candidate widths) whose
+    logits rise strictly with the width (a width listed twice counts with its mean logit): the
+    search prefers the widest candidate there at every step of the ladder."""
+    rising = counted = 0
+    for layer in json.loads(search_json.read_text())["layers"]:
+        pairs = list(zip(layer["candidates"], layer["alpha"], strict=True))
+        widths = sorted({w for w, _ in pairs})
+        if len(widths) < 2:
+            continue
+        means = [statistics.fmean(a for v, a in pairs if v == w) for w in widths]
+        counted += 1
+        rising += all(b > a for a, b in itertools.pairwise(means))
+    return rising / counted if counted else float("nan")
+
+
+def released_width_choices() -> list[dict]:
+    """Where the released searches' DRN-S30/50/70 configurations (x4, x8; shipped as presets)
+    sit among their candidates: the share of layers at the widest candidate (or wider), at the
+    second widest, and the layers whose width is not a candidate at all, for comparison with
+    ``widest_share`` of the searches here."""
+    import torch
+
+    from dualsr.compression.layers import searched_layers
+    from dualsr.compression.search_space import candidate_widths
+    from dualsr.models.registry import create_model, preset_channel_config
+
+    rows = []
+    for scale in (4, 8):
+        with torch.device("meta"):
+            full = [layer.width for layer in searched_layers(create_model(f"drn-s-x{scale}"))]
+        for pct in (30, 50, 70):
+            name = f"drn-s{pct}-x{scale}"
+            config = preset_channel_config(name)
+            assert config is not None and len(config) == len(full), name
+            cands = [candidate_widths(c, pct / 100) for c in full]
+            # a width's rank: how many distinct candidates are wider (0: the widest, or wider)
+            ranks = [sum(v > w for v in set(c)) for c, w in zip(cands, config, strict=True)]
+            rows.append(
+                {
+                    "preset": name,
+                    "widest_share": round(ranks.count(0) / len(ranks), 4),
+                    "second_share": round(ranks.count(1) / len(ranks), 4),
+                    "off_candidates": [
+                        {"layer": i, "width": w, "candidates": sorted(set(c))}
+                        for i, (c, w) in enumerate(zip(cands, config, strict=True))
+                        if w not in c
+                    ],
+                }
+            )
+    return rows
+
+
 def _add_seconds(jdir: Path, command: str, seconds: float) -> None:
     """Add a command's wall time to the job's ``seconds.json``. A command resumed after a stop
     adds the time of its last run only: the stopped run never got to write its own."""
@@ -463,7 +528,8 @@ def _order(family: str, variant: str) -> tuple:
 
 
 def summary(out: Path) -> list[dict]:
-    """Mean +- std (sample std over seeds) per family and variant."""
+    """Mean +- std (sample std over seeds) per family and variant; for searches, each layer's
+    entropy and the share of layers at their widest candidate (read from the job's search)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for rec in load_records(out):
         key = (rec["family"], json.dumps(rec["variant"], sort_keys=True))
@@ -502,6 +568,20 @@ def summary(out: Path) -> list[dict]:
                 }
                 for layers in zip(*ent, strict=True)
             ]
+        shares = [
+            widest_share(sj, rec["channel_config"])
+            for rec in recs
+            if "channel_config" in rec
+            and (sj := out / rec["family"] / rec["name"] / "search" / "search.json").exists()
+        ]
+        if shares:
+            row["widest_share"] = round(statistics.fmean(shares), 4)
+            rising = [
+                rising_share(sj)
+                for rec in recs
+                if (sj := out / rec["family"] / rec["name"] / "search" / "search.json").exists()
+            ]
+            row["rising_share"] = round(statistics.fmean(rising), 4)
         table.append(row)
     return table
 
@@ -664,16 +744,21 @@ def print_summary(table: list[dict]) -> None:
     searched = [row for row in table if "entropy_per_layer" in row]
     if searched:
         print("\nwidth distributions at the end of each search (nats, mean over seeds):\n")
-        print("| variant | mean entropy over layers | lowest layer | uniform |")
-        print("|---|---|---|---|")
+        print(
+            "| variant | mean entropy over layers | lowest layer | uniform | at widest candidate "
+            "| logits rise with width |"
+        )
+        print("|---|---|---|---|---|---|")
     for row in searched:
         layers = row["entropy_per_layer"]
         low = min(layers, key=lambda x: x["entropy"])
         mean = statistics.fmean(x["entropy"] for x in layers)
         uniform = statistics.fmean(x["uniform"] for x in layers)
+        share = f"{100 * row['widest_share']:.0f}% of layers" if "widest_share" in row else "-"
+        rising = f"{100 * row['rising_share']:.0f}% of layers" if "rising_share" in row else "-"
         print(
             f"| {_label(row['variant'])} | {mean:.4f} | {low['entropy']:.4f} ({low['layer']}) "
-            f"| {uniform:.4f} |"
+            f"| {uniform:.4f} | {share} | {rising} |"
         )
 
 
@@ -766,8 +851,21 @@ def main(argv: list[str] | None = None) -> None:
         print()
         verdicts = claims(load_records(out), args.dataset)
         print_claims(verdicts)
+        released = released_width_choices()
+        print("\nthe released searches' configurations among their candidates:\n")
+        print("| preset | at widest candidate | at second widest | not a candidate |")
+        print("|---|---|---|---|")
+        for row in released:
+            off = ", ".join(
+                f"layer {x['layer']}: {x['width']} (candidates {x['candidates']})"
+                for x in row["off_candidates"]
+            )
+            print(
+                f"| {row['preset']} | {100 * row['widest_share']:.0f}% of layers "
+                f"| {100 * row['second_share']:.0f}% | {off or '-'} |"
+            )
         if args.json:
-            doc = {"variants": table, "claims": verdicts}
+            doc = {"variants": table, "claims": verdicts, "released_width_choices": released}
             args.json.write_text(json.dumps(doc, indent=2) + "\n")
         return
     if args.cmd == "plot":

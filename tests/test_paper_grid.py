@@ -150,6 +150,24 @@ def test_summary_command_writes_variants_and_claims(grid, tmp_path, capsys) -> N
     assert {row["variant"]["lambda"] for row in doc["variants"]} == {0.0, 0.1}
     first = doc["claims"][0]["comparisons"][2]  # lambda 0.1 against 0
     assert first["test"]["diff"] == pytest.approx(0.1) and first["test"]["seeds"] == [0, 1]
+    assert [r["preset"] for r in doc["released_width_choices"]][:3] == [
+        "drn-s30-x4",
+        "drn-s50-x4",
+        "drn-s70-x4",
+    ]
+    assert "| drn-s50-x4 | " in printed
+
+
+def test_released_configurations_are_ranked_among_their_candidates(grid) -> None:
+    rows = {r["preset"]: r for r in grid.released_width_choices()}
+    assert set(rows) == {f"drn-s{p}-x{s}" for p in (30, 50, 70) for s in (4, 8)}
+    for row in rows.values():
+        assert row["widest_share"] > 0 and row["widest_share"] + row["second_share"] <= 1
+    # every released x4 width is one of its layer's candidates; DRN-S70 x8's first down
+    # layers are wider than any of theirs (16 wide at 70%: every candidate rounds to 4)
+    assert all(not rows[f"drn-s{p}-x4"]["off_candidates"] for p in (30, 50, 70))
+    off = rows["drn-s70-x8"]["off_candidates"]
+    assert off[0] == {"layer": 1, "width": 8, "candidates": [4]}
 
 
 def test_methods_drc_gamma1_and_the_uniform_search_job_reuse_each_other(grid, tmp_path) -> None:
@@ -215,15 +233,44 @@ def test_search_entropies_read_what_dualsr_search_writes(
         job = paper / "search" / f"searched-r30-s{seed}"
         job.mkdir(parents=True)
         rec = _record("search", {"config": "searched", "rate": 0.3}, seed, 30.0)
-        rec["params"] = 1000 + seed
+        rec["name"], rec["params"] = job.name, 1000 + seed
         rec["entropy"] = [{**x, "entropy": x["entropy"] - shift} for x in layers]
+        # seed 0 keeps every layer at its widest candidate, seed 1 narrows one layer
+        widest = [max(x["candidates"]) for x in report["layers"]]
+        i = next(i for i, x in enumerate(report["layers"]) if len(set(x["candidates"])) > 1)
+        narrowed = list(widest)
+        narrowed[i] = min(report["layers"][i]["candidates"])
+        rec["channel_config"] = widest if seed == 0 else narrowed
+        (job / "search").mkdir()
+        shutil.copy(out / "search.json", job / "search" / "search.json")
         (job / "result.json").write_text(json.dumps(rec))
     capsys.readouterr()
     (row,) = grid.summary(paper)
     assert row["params"] == 1000 and row["params_values"] == [1000, 1001]
     assert row["entropy_per_layer"][0]["entropy"] == pytest.approx(layers[0]["entropy"] - 0.1)
+    n = len(layers)
+    assert row["widest_share"] == pytest.approx((1 + (n - 1) / n) / 2, abs=1e-4)
+    with pytest.raises(ValueError, match="layers but a configuration"):
+        grid.widest_share(out / "search.json", widest[1:])
+    assert row["rising_share"] == pytest.approx(grid.rising_share(out / "search.json"), abs=1e-4)
     grid.print_summary([row])
-    assert "| config searched, rate 0.3 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| config searched, rate 0.3 |" in printed
+    assert f"| {100 * row['widest_share']:.0f}% of layers |" in printed
+
+
+def test_rising_share_counts_layers_whose_logits_grow_with_width(grid, tmp_path) -> None:
+    layers = [
+        {"candidates": [4, 8, 8, 12], "alpha": [0.0, 0.1, 0.3, 0.5]},  # 8's mean 0.2: rising
+        {"candidates": [4, 8, 12], "alpha": [0.0, 0.2, 0.1]},  # 12 below 8: not rising
+        {"candidates": [4, 4, 4], "alpha": [0.3, 0.1, 0.0]},  # one width: not counted
+        {"candidates": [4, 8], "alpha": [0.1, 0.1]},  # a tie is not a rise
+    ]
+    path = tmp_path / "search.json"
+    path.write_text(json.dumps({"layers": layers}))
+    assert grid.rising_share(path) == pytest.approx(1 / 3)
+    path.write_text(json.dumps({"layers": layers[2:3]}))
+    assert math.isnan(grid.rising_share(path))
 
 
 def test_step_time_is_the_median_of_the_logged_rates(grid, tmp_path) -> None:
