@@ -720,6 +720,40 @@ def print_claims(results: list[dict]) -> None:
             )
 
 
+def uniform_line_gaps(table: list[dict], dataset: str = "Set5") -> list[dict]:
+    """Each searched arm of the ``search`` family against the uniform arms at its own size: the
+    uniform arms' mean PSNR, read off the straight line through the two uniform arms nearest in
+    parameters (extrapolated past the smallest or largest), and the searched arm's gap to it.
+    Searched and uniform models of one rate differ in size (the candidates' rounding), so this
+    is the equal-size reading; the line assumes PSNR linear in parameters between arms."""
+    arms = [r for r in table if r["family"] == "search" and "params" in r and dataset in r]
+    uniform = sorted(
+        ((r["params"], r[dataset]["mean"]) for r in arms if r["variant"]["config"] == "uniform"),
+    )
+    if len(uniform) < 2:
+        return []
+    gaps = []
+    for row in arms:
+        if row["variant"]["config"] != "searched":
+            continue
+        n = row["params"]
+        i = min(max(sum(p < n for p, _ in uniform), 1), len(uniform) - 1)
+        (p0, y0), (p1, y1) = uniform[i - 1], uniform[i]
+        line = y0 + (y1 - y0) * (n - p0) / (p1 - p0)
+        gaps.append(
+            {
+                "rate": row["variant"]["rate"],
+                "params": n,
+                dataset: row[dataset]["mean"],
+                "uniform_line": round(line, 3),
+                "gap": round(row[dataset]["mean"] - line, 3),
+                "between": [p0, p1],
+                "extrapolated": not p0 <= n <= p1,
+            }
+        )
+    return gaps
+
+
 def print_summary(table: list[dict]) -> None:
     """Markdown: family, variant, seeds, mean +- std per data set, parameters, training hours and
     median seconds per step (then, for searches, the entropy of the width distributions)."""
@@ -848,6 +882,18 @@ def main(argv: list[str] | None = None) -> None:
         out = args.out.expanduser()
         table = summary(out)
         print_summary(table)
+        gaps = uniform_line_gaps(table, args.dataset)
+        if gaps:
+            print(f"\nsearched against the uniform arms at equal size ({args.dataset}):\n")
+            print("| rate | searched params | searched | uniform line there | gap | line through |")
+            print("|---|---|---|---|---|---|")
+            for g in gaps:
+                through = f"{g['between'][0]:,} and {g['between'][1]:,}"
+                through += " (extrapolated)" if g["extrapolated"] else ""
+                print(
+                    f"| {g['rate']:g} | {g['params']:,} | {g[args.dataset]:.3f} "
+                    f"| {g['uniform_line']:.3f} | {g['gap']:+.3f} | {through} |"
+                )
         print()
         verdicts = claims(load_records(out), args.dataset)
         print_claims(verdicts)
@@ -865,7 +911,12 @@ def main(argv: list[str] | None = None) -> None:
                 f"| {100 * row['second_share']:.0f}% | {off or '-'} |"
             )
         if args.json:
-            doc = {"variants": table, "claims": verdicts, "released_width_choices": released}
+            doc = {
+                "variants": table,
+                "claims": verdicts,
+                "uniform_line_gaps": gaps,
+                "released_width_choices": released,
+            }
             args.json.write_text(json.dumps(doc, indent=2) + "\n")
         return
     if args.cmd == "plot":

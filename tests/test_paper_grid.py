@@ -158,6 +158,32 @@ def test_summary_command_writes_variants_and_claims(grid, tmp_path, capsys) -> N
     assert "| drn-s50-x4 | " in printed
 
 
+def test_searched_arms_are_read_against_the_uniform_line(grid) -> None:
+    def row(config: str, rate: float, params: int, psnr: float) -> dict:
+        return {
+            "family": "search",
+            "variant": {"config": config, "rate": rate},
+            "params": params,
+            "Set5": {"mean": psnr},
+        }
+
+    table = [
+        row("uniform", 0.3, 300, 31.0),
+        row("uniform", 0.5, 200, 30.5),
+        row("uniform", 0.7, 100, 30.0),
+        row("searched", 0.3, 250, 30.70),  # between 200 and 300: the line gives 30.75
+        row("searched", 0.7, 50, 29.80),  # below 100: extrapolated, 29.75
+        {"family": "methods", "variant": {"method": "l1"}, "params": 200, "Set5": {"mean": 1}},
+    ]
+    gaps = grid.uniform_line_gaps(table)
+    assert [(g["rate"], g["uniform_line"], g["gap"], g["extrapolated"]) for g in gaps] == [
+        (0.3, 30.75, -0.05, False),
+        (0.7, 29.75, 0.05, True),
+    ]
+    assert gaps[0]["between"] == [200, 300] and gaps[1]["between"] == [100, 200]
+    assert grid.uniform_line_gaps(table[2:]) == []  # one uniform arm: no line
+
+
 def test_released_configurations_are_ranked_among_their_candidates(grid) -> None:
     rows = {r["preset"]: r for r in grid.released_width_choices()}
     assert set(rows) == {f"drn-s{p}-x{s}" for p in (30, 50, 70) for s in (4, 8)}
