@@ -36,7 +36,9 @@ process, so a stopped lane's job is taken up again by the next ``run``. Two proc
 CPU recipe: 0.81 s per step each vs 0.43 s). ``--shard K/N`` (every N-th job from the K-th,
 0-based) splits a family statically, e.g. between machines that do not share ``--out``.
 Each finished job writes ``result.json`` (variant, seed, scores, parameters, hours); ``summary``
-groups them into mean +- std per variant.
+groups them into mean +- std per variant, judges the paper's claims (paired t-tests), and for
+``search`` adds where the searched widths sit among their candidates, the searched arms against
+the uniform arms at equal size, and where the released DRN-S configurations sit among theirs.
 """
 
 from __future__ import annotations
@@ -386,7 +388,8 @@ def released_width_choices() -> list[dict]:
         for pct in (30, 50, 70):
             name = f"drn-s{pct}-x{scale}"
             config = preset_channel_config(name)
-            assert config is not None and len(config) == len(full), name
+            if config is None or len(config) != len(full):
+                raise ValueError(f"preset {name}: no configuration of {len(full)} layers")
             cands = [candidate_widths(c, pct / 100) for c in full]
             # a width's rank: how many distinct candidates are wider (0: the widest, or wider)
             ranks = [sum(v > w for v in set(c)) for c, w in zip(cands, config, strict=True)]
@@ -529,7 +532,8 @@ def _order(family: str, variant: str) -> tuple:
 
 def summary(out: Path) -> list[dict]:
     """Mean +- std (sample std over seeds) per family and variant; for searches, each layer's
-    entropy and the share of layers at their widest candidate (read from the job's search)."""
+    entropy, the share of layers at their widest candidate and the share whose logits rise with
+    the width (the last two read from each job's ``search/search.json``)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for rec in load_records(out):
         key = (rec["family"], json.dumps(rec["variant"], sort_keys=True))
