@@ -572,20 +572,16 @@ def summary(out: Path) -> list[dict]:
                 }
                 for layers in zip(*ent, strict=True)
             ]
-        shares = [
-            widest_share(sj, rec["channel_config"])
+        searches = [
+            (rec, sj)
             for rec in recs
             if "channel_config" in rec
             and (sj := out / rec["family"] / rec["name"] / "search" / "search.json").exists()
         ]
-        if shares:
+        if searches:
+            shares = [widest_share(sj, rec["channel_config"]) for rec, sj in searches]
             row["widest_share"] = round(statistics.fmean(shares), 4)
-            rising = [
-                rising_share(sj)
-                for rec in recs
-                if (sj := out / rec["family"] / rec["name"] / "search" / "search.json").exists()
-            ]
-            row["rising_share"] = round(statistics.fmean(rising), 4)
+            row["rising_share"] = round(statistics.fmean(rising_share(sj) for _, sj in searches), 4)
         table.append(row)
     return table
 
