@@ -12,6 +12,12 @@ layer is compared from the state the released procedure would have reached; the 
 runs on a copy. Per layer the script prints and saves whether the two kept sets are equal, their
 overlap, and each variant's reconstruction MSE on the pruning data.
 
+With ``--crops fresh`` (as ``dualsr prune --crops fresh``, the pruning default) each variant
+draws its own passes from the same seeded crop source, as it would in its own pruning run: the
+released loop new crops for every gradient pass and local-SGD epoch, the moments greedy one
+draw per layer. The selections then differ by data as well as by method; both reconstruction
+MSEs are measured on the first pass's crops.
+
 Run (the shipped small model and T91; expensive: the official loop makes two full passes per kept
 channel)::
 
@@ -28,6 +34,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -35,7 +42,7 @@ import torch.nn.functional as F
 
 import dualsr
 from dualsr.checkpoint import load_checkpoint
-from dualsr.cli.prune import pruning_batches
+from dualsr.cli.prune import pruning_batches, pruning_source
 from dualsr.compression.criteria import (
     DEFAULT_RATE_ROUNDING,
     DEFAULT_SCORE,
@@ -47,6 +54,7 @@ from dualsr.compression.criteria import (
 from dualsr.compression.greedy import Pyramid, select_greedy
 from dualsr.compression.layers import SearchedLayer, searched_layers
 from dualsr.compression.prune import PruneOptions, check_channel_config, teacher_features
+from dualsr.compression.pruning_data import CropSource, LayerData, PassData
 from dualsr.models.registry import read_channel_config
 from dualsr.pretrained import resolve_checkpoint_path
 
@@ -74,11 +82,13 @@ def compare(
     local_bias: bool = True,
     max_layers: int | None = None,
     log: bool = True,
+    fresh: CropSource | None = None,
 ) -> list[dict]:
     """Per searched layer, the official loop's and the moments greedy's selections (see module).
 
     Layers kept at full width are reported without running either greedy. ``max_layers`` stops
-    after that many layers (for a quick look).
+    after that many layers (for a quick look). ``fresh``: a fresh crop source each variant draws
+    its passes from (``batches`` then only serve the MSEs); None: every pass reads ``batches``.
     """
     criterion = get_criterion(method)
     if criterion.needs != "gradients":
@@ -92,7 +102,10 @@ def compare(
         score=score,
         local_bias=local_bias,
     )
-    moments = PruneOptions(method=method, gamma=gamma, score=score, local_bias=local_bias)
+    # greedy="moments" explicitly: the released loop ("passes") is PruneOptions' default
+    moments = PruneOptions(
+        method=method, gamma=gamma, score=score, local_bias=local_bias, greedy="moments"
+    )
     official.check()
     device = next(model.parameters()).device
     data = [[t.to(device, torch.float32) for t in pyramid] for pyramid in batches]
@@ -101,6 +114,9 @@ def compare(
     dual_copy = None
     if duals is not None and criterion.dual:
         dual_copy = copy.deepcopy(duals).to(device).eval().requires_grad_(False)
+    draws_m = draws_o = None
+    if fresh is not None:  # each variant's own sequence of draws, as in its own pruning run
+        draws_m, draws_o = PassData(fresh, device), PassData(fresh, device)
     rows: list[dict] = []
     layers = list(zip(searched_layers(work), searched_layers(teacher), config, strict=True))
     with torch.enable_grad():
@@ -114,13 +130,27 @@ def compare(
                 rows.append(row)
                 continue
             targets = teacher_features(teacher, tlayer, data)
+            feed_m = feed_o = data
+            feed_targets: list[torch.Tensor] | None = targets
+            if draws_m is not None and draws_o is not None:
+                teach = partial(teacher_features, teacher, tlayer)
+                feed_m, feed_o = LayerData(draws_m, teach), LayerData(draws_o, teach)
+                feed_targets = None
             pretrained = tlayer.consumer.weight.detach()
             # the moments greedy on a copy of the current state
             fork = copy.deepcopy(work)
             flayer = searched_layers(fork)[index]
             t0 = time.perf_counter()
             keep_m, _ = select_greedy(
-                fork, flayer, pretrained, dual_copy, n_keep, data, targets, criterion, moments
+                fork,
+                flayer,
+                pretrained,
+                dual_copy,
+                n_keep,
+                feed_m,
+                feed_targets,
+                criterion,
+                moments,
             )
             row["moments_seconds"] = round(time.perf_counter() - t0, 3)
             row["moments_mse"] = reconstruction_mse(fork, flayer, data, targets)
@@ -128,7 +158,15 @@ def compare(
             # the official loop on the network itself (it carries on from this selection)
             t0 = time.perf_counter()
             keep_o, _ = select_greedy(
-                work, layer, pretrained, dual_copy, n_keep, data, targets, criterion, official
+                work,
+                layer,
+                pretrained,
+                dual_copy,
+                n_keep,
+                feed_o,
+                feed_targets,
+                criterion,
+                official,
             )
             row["official_seconds"] = round(time.perf_counter() - t0, 3)
             row["official_mse"] = reconstruction_mse(work, layer, data, targets)
@@ -185,6 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--patch-size", type=int, default=128, help="(default 128)")
     p.add_argument("--batch-size", type=int, default=16, help="(default 16)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--crops",
+        default="fixed",
+        choices=["fixed", "fresh"],
+        help="fixed: every pass reads the same crops (default); fresh: new crops per pass",
+    )
     p.add_argument("--layers", type=int, default=None, help="compare only the first N layers")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--out", type=Path, help="JSON file for the per-layer results")
@@ -215,6 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.score,
         args.local_bias,
         args.layers,
+        fresh=pruning_source(
+            args.data, model.scale, args.images, args.patch_size, args.batch_size, args.seed
+        )
+        if args.crops == "fresh"
+        else None,
     )
     result = {
         "model": str(args.model),
@@ -231,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "patch_size",
                 "batch_size",
                 "seed",
+                "crops",
             )
         },
         "data": list(args.data),

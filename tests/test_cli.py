@@ -47,23 +47,25 @@ def test_upscale_single_file_glob_and_tiles(
     images: Path, tmp_path: Path, tiny_checkpoint: Path
 ) -> None:
     dst = tmp_path / "one.png"
+    big = tmp_path / "big.png"
+    write_image(big, random_image(40, 36, seed=4))  # 2 x 2 tiles of at most 32 pixels
     assert (
         main(
             [
                 "upscale",
-                str(images / "a.png"),
+                str(big),
                 "-o",
                 str(dst),
                 "-m",
                 str(tiny_checkpoint),
                 "--tile",
-                "4",
+                "32",
                 "--self-ensemble",
             ]
         )
         == 0
     )
-    assert Image.open(dst).size == (40, 32)
+    assert Image.open(dst).size == (144, 160)
     out = tmp_path / "globbed"
     assert (
         main(
@@ -156,7 +158,8 @@ def test_eval_writes_table_csv_and_json(
     assert "Bench" in table and "PSNR" in table
     doc = json.loads((out / "results.json").read_text())
     assert doc["datasets"][0]["images"] == 2 and len(doc["images"]) == 2
-    assert (out / "results.csv").read_text().splitlines()[0] == "dataset,image,psnr,ssim,seconds"
+    header = (out / "results.csv").read_text().splitlines()[0]
+    assert header == "dataset,image,psnr,ssim,seconds,error"
     bicubic_psnr = doc["datasets"][0]["psnr"]
     assert (
         main(
@@ -169,7 +172,7 @@ def test_eval_writes_table_csv_and_json(
                 "--out",
                 str(out),
                 "--tile",
-                "4",
+                "32",
             ]
         )
         == 0

@@ -107,7 +107,7 @@ def test_prune_cli_uniform_without_data_and_errors(
         (["--rate", "0.5", "--method", "dcp", "--data", str(tmp_path)], "no images"),
         (
             ["--rate", "0.5", "--method", "dcp", "--data", str(tmp_path / "nothing")],
-            "--data: folder not found",
+            "data folder not found",
         ),
     ]
     for extra, message in cases:

@@ -1,7 +1,9 @@
-"""Training data: cached pyramids, aligned patches, augmentation, keyed sampling."""
+"""Training data: cached pyramids, aligned patches, augmentation, keyed sampling; data set
+names resolved in the data root (--data Set5)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dualsr.cli import main
 from dualsr.data import dataset as ds
 from dualsr.data.dataset import (
     PatchDataset,
@@ -21,7 +24,8 @@ from dualsr.data.dataset import (
 )
 from dualsr.data.image_io import write_image
 from dualsr.data.imresize import imresize
-from dualsr.errors import ConfigError
+from dualsr.data.locate import DATA_ENV, find_dataset, resolve_data_dir, resolve_data_dirs
+from dualsr.errors import ConfigError, DualSRError
 
 from .conftest import random_image
 
@@ -158,3 +162,128 @@ def test_loader_with_workers_gives_the_same_batches(tmp_path: Path) -> None:
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert all(torch.equal(x, y) for x, y in zip(plain[1], resumed[0], strict=True))
     assert [t.shape for t in plain[0]] == [(2, 3, 4, 4), (2, 3, 8, 8), (2, 3, 16, 16)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Data set names (dualsr.data.locate): --data Set5 resolved in --data-root / $DUALSR_DATA
+# ----------------------------------------------------------------------------------------------
+def make_root(root: Path, *names: str) -> Path:
+    """A data root holding one tiny image in ``NAME/HR/`` for each name."""
+    for name in names:
+        write_images(root / name / "HR", [(16, 16)])
+    return root
+
+
+@pytest.fixture
+def no_data_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No $DUALSR_DATA, and an empty current directory."""
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    return monkeypatch
+
+
+def test_names_resolve_in_the_env_root_and_the_option_wins(tmp_path: Path, no_data_env) -> None:
+    env_root = make_root(tmp_path / "env", "Set5", "T91")
+    opt_root = make_root(tmp_path / "opt", "Set5")
+    no_data_env.setenv(DATA_ENV, str(env_root))
+    assert resolve_data_dir("Set5") == env_root / "Set5"
+    assert resolve_data_dir("Set5", opt_root) == opt_root / "Set5"  # --data-root wins
+    assert resolve_data_dirs(["T91", "Set5"]) == [str(env_root / "T91"), str(env_root / "Set5")]
+    assert resolve_data_dirs(None) is None
+    # several roots in the variable, searched in order
+    no_data_env.setenv(DATA_ENV, os.pathsep.join([str(opt_root), str(env_root)]))
+    assert resolve_data_dir("Set5") == opt_root / "Set5"
+    assert resolve_data_dir("T91") == env_root / "T91"
+
+
+def test_an_existing_path_wins_over_a_name(tmp_path: Path, no_data_env) -> None:
+    root = make_root(tmp_path / "root", "Set5")
+    write_images(Path("Set5"), [(12, 12)])  # ./Set5 in the current directory
+    assert resolve_data_dir("Set5", root) == Path("Set5")
+    assert resolve_data_dir(root / "Set5") == root / "Set5"  # absolute path, no root needed
+
+
+def test_case_aliases_benchmark_and_div2k_layouts(tmp_path: Path, no_data_env) -> None:
+    root = make_root(tmp_path / "data", "BSD100", "benchmark/Urban100")
+    write_images(root / "DIV2K" / "DIV2K_train_HR", [(12, 12)])
+    write_images(root / "DIV2K" / "DIV2K_train_LR_bicubic" / "X4", [(3, 3)])
+    assert resolve_data_dir("bsd100", root) == root / "BSD100"
+    assert resolve_data_dir("B100", root) == root / "BSD100"  # the other common spelling
+    assert resolve_data_dir("Urban100", root) == root / "benchmark" / "Urban100"
+    assert resolve_data_dir("DIV2K", root) == root / "DIV2K" / "DIV2K_train_HR"
+    assert find_dataset("Manga109", root) is None
+
+
+def test_missing_names_are_one_clear_line(tmp_path: Path, no_data_env) -> None:
+    with pytest.raises(DualSRError) as exc:
+        resolve_data_dir("Set5")
+    msg = str(exc.value)
+    assert "--data Set5" in msg and "no data root is set" in msg
+    assert "--data-root DIR" in msg and DATA_ENV in msg and "\n" not in msg
+    root = make_root(tmp_path / "root", "Set5")
+    no_data_env.setenv(DATA_ENV, str(root))
+    with pytest.raises(DualSRError) as exc:
+        resolve_data_dir("Set6", option="--val")
+    msg = str(exc.value)
+    assert msg.startswith("--val Set6:") and str(root) in msg and f"${DATA_ENV}" in msg
+    assert "did you mean Set5?" in msg
+    with pytest.raises(DualSRError, match=r"missing\).*from --data-root"):
+        resolve_data_dir("Set5", tmp_path / "nowhere")
+    with pytest.raises(DualSRError, match="folder not found"):
+        resolve_data_dir(tmp_path / "absent")
+
+
+def test_eval_takes_set_names_from_the_data_root(
+    tmp_path: Path, no_data_env, capsys: pytest.CaptureFixture
+) -> None:
+    root = make_root(tmp_path / "root", "Set5", "Set14")
+    out = tmp_path / "res"
+    args = ["eval", "--model", "bicubic", "--scale", "2", "--out", str(out), "--data", "Set5"]
+    assert main([*args, "Set14", "--data-root", str(root)]) == 0
+    assert [d["dataset"] for d in json.loads((out / "results.json").read_text())["datasets"]] == [
+        "Set5",
+        "Set14",
+    ]
+    capsys.readouterr()
+    assert main(args) == 1  # no root: one line saying how to set it
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --data Set5:") and "--data-root" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["search", "--model", "drn-t50-x4", "--rate", "0.5", "-o", "out"],
+        ["prune", "--model", "drn-t50-x4", "--rate", "0.5", "-o", "out.safetensors"],
+        ["finetune", "--model", "drn-t50-x4", "-o", "ft"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_every_data_command_resolves_names(
+    command: list[str], tmp_path: Path, no_data_env, capsys: pytest.CaptureFixture
+) -> None:
+    root = make_root(tmp_path / "root", "T91")
+    assert main([*command, "--data", "T91", "NoSuchSet", "--data-root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "--data NoSuchSet: no such folder here, nor in the data root" in err
+    assert "--data T91" not in err  # found in the root
+    if command[0] == "search":  # --val takes a name too
+        assert main([*command, "--data", "T91", "--val", "Set6", "--data-root", str(root)]) == 1
+        assert "--val Set6: no such folder here" in capsys.readouterr().err
+
+
+def test_training_config_names_resolve_in_the_env_root(tmp_path: Path, no_data_env) -> None:
+    from dualsr.training.config import load_config, resolve_paths
+
+    root = make_root(tmp_path / "root", "T91", "Set5")
+    no_data_env.setenv(DATA_ENV, str(root))
+    cfg = load_config(None, ["model.preset=drn-t-x4", "data.train=[T91]", "val.folders=[Set5]"])
+    resolved = resolve_paths(cfg)
+    assert resolved.data.train[0].hr == str((root / "T91").resolve())
+    assert resolved.val.folders == [str((root / "Set5").resolve())]
+    assert resolved.run.dir == str(Path.cwd() / "runs" / "train")  # other paths: cwd as before
+    no_data_env.delenv(DATA_ENV)
+    assert resolve_paths(cfg).data.train[0].hr == str(Path.cwd() / "T91")  # error comes later
+    with pytest.raises(ConfigError, match=DATA_ENV):
+        find_images(resolve_paths(cfg).data.train[0].hr, None, 4)

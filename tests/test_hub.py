@@ -325,8 +325,10 @@ def test_an_interrupted_download_leaves_nothing(
 def test_a_preset_without_weights_points_to_its_release(release: hub.Release) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        resolve_model(TINY_PRESET)
+        resolve_model(TINY_PRESET, random_weights=True)
     assert any(f"released weights: --model {RELEASE}" in str(w.message) for w in caught)
+    with pytest.raises(CheckpointError, match=f"no trained weights.*--model {RELEASE}"):
+        resolve_model(TINY_PRESET)  # without random_weights: refused, naming the release
 
 
 def test_unknown_names_and_presets_get_advice(
@@ -341,16 +343,36 @@ def test_unknown_names_and_presets_get_advice(
         resolve_model("DRNS4x.pt")  # the release's file name, not downloaded here
 
 
+# the papers' parameter counts (DRN-S/L: the DRN paper; DRN-Sxx: built from the released
+# searched configurations), independent of the presets' code
+PAPER_PARAMS = {
+    "drn-s-x4": 4_804_065,
+    "drn-l-x4": 9_825_893,
+    "drn-s30-x4": 3_116_637,
+    "drn-s50-x4": 2_267_417,
+    "drn-s70-x4": 1_427_545,
+    "drn-s-x8": 5_403_000,
+    "drn-l-x8": 10_004_018,
+    "drn-s30-x8": 3_490_832,
+    "drn-s50-x8": 2_548_420,
+    "drn-s70-x8": 1_572_288,
+}
+
+
 def test_the_packaged_registry_matches_the_presets() -> None:
     registry = hub.load_registry()
-    assert set(registry) == {"drn-s-x4-paper", "drn-l-x4-paper", "drn-s30-x4-paper"}
-    expected = {"drn-s-x4": 4_804_065, "drn-l-x4": 9_825_893, "drn-s30-x4": 3_116_637}
+    assert set(registry) == {f"{preset}-paper" for preset in PAPER_PARAMS}
     for release in registry.values():
         assert release.url.startswith("https://github.com/guoyongcs/")
         assert release.url.endswith("/" + release.filename) and release.sha256 is None
-        assert release.params == expected[release.preset]
-        assert set(release.paper) == set(hub.PAPER_DATASETS)
-    assert count_parameters(create_model("drn-s30-x4")) == expected["drn-s30-x4"]
+        assert release.params == PAPER_PARAMS[release.preset]
+        assert count_parameters(create_model(release.preset)) == release.params, release.name
+        assert hub.find_release(release.filename.removesuffix(".pt")).name == release.name
+        assert set(release.paper) <= set(hub.PAPER_DATASETS) and "Set5" in release.paper
+    full = {r.name for r in registry.values() if set(r.paper) == set(hub.PAPER_DATASETS)}
+    assert full == {"drn-s-x4-paper", "drn-l-x4-paper", "drn-s30-x4-paper"}  # x4, all five sets
+    assert registry["drn-s70-x8-paper"].paper == {"Set5": (27.16, 0.783)}
+    assert registry["drn-l-x8-paper"].url.endswith("/DRN/releases/download/v0.1/DRNL8x.pt")
     assert hub.find_release("drns4x").name == "drn-s-x4-paper"
     assert hub.find_release("DRNS_4x_Prune_30").name == "drn-s30-x4-paper"
     assert hub.find_release(registry["drn-l-x4-paper"].url).name == "drn-l-x4-paper"

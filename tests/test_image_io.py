@@ -86,3 +86,32 @@ def test_corrupt_and_truncated_files(tmp_path: Path) -> None:
 def test_unsupported_output_format(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="unsupported output format"):
         write_image(tmp_path / "x.gif", random_image(4, 4))
+
+
+def test_icc_exif_and_dpi_survive_every_format(tmp_path: Path) -> None:
+    icc = b"\x00\x00\x01\x00test icc" + bytes(120)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotated: applied on reading, then recorded as 1
+    exif[0x0110] = "Phone 9"
+    src = tmp_path / "src.jpg"
+    Image.fromarray(random_image(5, 7)).save(
+        src, exif=exif.tobytes(), icc_profile=icc, dpi=(240, 240)
+    )
+    loaded = read_image(src)
+    assert loaded.pixels.shape[:2] == (7, 5) and loaded.icc_profile == icc
+    assert loaded.dpi == pytest.approx((240, 240))
+    kept = Image.Exif()
+    kept.load(loaded.exif)
+    assert kept[0x0112] == 1 and kept[0x0110] == "Phone 9"
+    holds = {"png": "ied", "jpg": "ied", "webp": "ie", "tif": "ied", "bmp": "d"}
+    for ext, what in holds.items():
+        with Image.open(write_image(tmp_path / f"out.{ext}", loaded)) as im:
+            assert (im.info.get("icc_profile") == icc) == ("i" in what), ext
+            assert (im.getexif().get(0x0110) == "Phone 9") == ("e" in what), ext
+            assert ("dpi" in im.info) == ("d" in what), ext
+            if "d" in what:
+                assert im.info["dpi"] == pytest.approx((240, 240), abs=0.01)
+    plain = read_image(write_image(tmp_path / "plain.png", random_image(4, 4)))
+    assert plain.icc_profile is None and plain.exif is None and plain.dpi is None
+    with pytest.raises(ValueError, match="quality"):
+        write_image(tmp_path / "q.jpg", loaded, quality=0)

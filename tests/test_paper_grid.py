@@ -79,21 +79,76 @@ def test_search_logits_travel_as_far_as_the_released_search(grid, tmp_path) -> N
     assert grid.search_lr_alpha(args) == 3e-4
 
 
-def test_compare_is_a_paired_t_test(grid) -> None:
-    # differences 1.0, 1.1, 0.9: mean 1, se 0.1 / sqrt(3), t 17.3 > 4.303 (2 degrees of freedom)
+def _two_sided_p_df2(t: float) -> float:
+    """Student's t with 2 degrees of freedom in closed form: P(|T| > |t|) = 1 - |t| / sqrt(2 +
+    t^2)."""
+    return 1 - abs(t) / math.sqrt(2 + t * t)
+
+
+def test_paired_t_matches_hand_computed_t_and_the_closed_form_p(grid) -> None:
+    from scipy import stats
+
+    # differences 1.0, 1.1, 0.9: mean 1, sd 0.1, se 0.1 / sqrt(3), t = 10 sqrt(3) = 17.32
     a = {0: 31.0, 1: 30.6, 2: 30.9}
     b = {0: 30.0, 1: 29.5, 2: 30.0}
-    res = grid.compare(a, b)
-    assert res["seeds"] == [0, 1, 2] and res["diff"] == pytest.approx(1.0)
-    assert res["se"] == pytest.approx(0.1 / 3**0.5, abs=1e-4) and res["verdict"] == "A > B"
-    assert grid.compare(b, a)["verdict"] == "B > A"
+    res = grid.paired_t(a, b)
+    assert res["seeds"] == [0, 1, 2] and res["df"] == 2 and res["diff"] == pytest.approx(1.0)
+    assert res["se"] == pytest.approx(0.1 / 3**0.5, abs=1e-4)
+    assert res["t"] == pytest.approx(10 * 3**0.5, abs=0.01)
+    assert res["p"] == pytest.approx(_two_sided_p_df2(10 * 3**0.5), rel=1e-6)  # 0.00332
+    assert res["p"] == pytest.approx(2 * stats.t.sf(10 * 3**0.5, 2), rel=1e-9)
+    # the grid's lambda 0.001 against 0 on Set5 (benchmarks/results/paper_grid.json): t -5.63,
+    # p 0.030, two-sided
+    lam = grid.paired_t({0: 30.3431, 1: 30.4005, 2: 30.3435}, {0: 30.3563, 1: 30.4148, 2: 30.3661})
+    assert lam["t"] == pytest.approx(-5.63, abs=0.005)
+    assert lam["p"] == pytest.approx(_two_sided_p_df2(-5.6325), abs=2e-4)
+    assert lam["p"] == pytest.approx(0.0301, abs=5e-4)
+    # equal differences: se 0, no t, p 0 (1 when they are all 0); fewer than 2 seeds: no test
+    same = grid.paired_t({0: 1.0, 1: 2.0}, {0: 0.0, 1: 1.0})
+    assert same["t"] is None and same["p"] == 0.0 and json.dumps(same)
+    assert grid.paired_t({0: 1.0, 1: 2.0}, {0: 1.0, 1: 2.0})["p"] == 1.0
+    assert grid.paired_t({0: 1.0}, {0: 0.0}) is None
+    assert grid.paired_t({0: 1.0, 5: 2.0}, {0: 0.0, 1: 0.0}) is None  # one common seed
+
+
+def test_p_values_past_8_degrees_of_freedom_are_students_not_normal(grid) -> None:
+    from scipy import stats
+
+    # 10 seeds (9 df) with t 2.18: past 1.96 (the old table's fallback) but below Student's
+    # 2.262, so not significant
+    diffs = [0.3, 0.1, 0.2, 0.4, -0.1, 0.1, 0.3, 0.0, 0.2, -0.2]
+    res = grid.compare({i: 30 + d for i, d in enumerate(diffs)}, dict.fromkeys(range(10), 30.0))
+    assert res["df"] == 9 and 1.96 < res["t"] < 2.262
+    assert res["p"] == pytest.approx(2 * stats.t.sf(abs(res["t"]), 9), rel=1e-2)
+    assert 0.05 < res["p"] < 0.1 and res["verdict"] == "inconclusive"
+
+
+def test_holm_correction_against_hand_computed_values(grid) -> None:
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> made
+    # non-decreasing: 0.02, 0.03, 0.06, 0.06
+    assert grid.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # a missing test is left out of m and kept as None; results are capped at 1
+    assert grid.holm([None, 0.02, 0.5]) == [None, pytest.approx(0.04), pytest.approx(0.5)]
+    assert grid.holm([0.6, 0.7]) == [1.0, 1.0]
+    assert grid.holm([0.03]) == [0.03] and grid.holm([]) == []
+
+
+def test_the_verdict_rule_is_symmetric(grid) -> None:
+    assert grid.comparison_verdict(+0.1, 0.01) == "reproduced"
+    assert grid.comparison_verdict(-0.1, 0.01) == "contradicted"
+    assert grid.comparison_verdict(+0.1, 0.05) == "inconclusive"  # p must be below alpha
+    assert grid.comparison_verdict(-0.1, None) == "inconclusive"
+    assert grid.claim_verdict(["reproduced", "reproduced"]) == "reproduced"
+    assert grid.claim_verdict(["contradicted", "contradicted"]) == "contradicted"
+    assert grid.claim_verdict(["contradicted", "inconclusive"]) == "inconclusive"
+    assert grid.claim_verdict(["reproduced", "inconclusive"]) == "inconclusive"
+    assert grid.claim_verdict([]) == "inconclusive"
+    # compare: one comparison, uncorrected
+    a, b = {0: 31.0, 1: 30.6, 2: 30.9}, {0: 30.0, 1: 29.5, 2: 30.0}
+    assert grid.compare(a, b)["verdict"] == "reproduced"
+    assert grid.compare(b, a)["verdict"] == "contradicted"
     # a consistent offset hidden by seed noise is found by pairing; a noisy one is not
-    noisy = {0: 30.5, 1: 29.0, 2: 30.6}
-    assert grid.compare(noisy, b)["verdict"] == "inconclusive"
-    same = grid.compare({0: 1.0, 1: 2.0}, {0: 0.0, 1: 1.0})  # equal differences: se 0
-    assert same["verdict"] == "A > B" and same["t"] is None and json.dumps(same)
-    assert grid.compare({0: 1.0}, {0: 0.0}) is None  # one seed: no test
-    assert grid.compare({0: 1.0, 5: 2.0}, {0: 0.0, 1: 0.0}) is None  # one common seed
+    assert grid.compare({0: 30.5, 1: 29.0, 2: 30.6}, b)["verdict"] == "inconclusive"
 
 
 def _record(family: str, variant: dict, seed: int, set5: float) -> dict:
@@ -106,7 +161,7 @@ def _record(family: str, variant: dict, seed: int, set5: float) -> dict:
     }
 
 
-def test_claims_verdicts(grid) -> None:
+def test_claims_verdicts_are_holm_corrected_within_a_claim(grid) -> None:
     recs = []
     for seed, noise in enumerate((0.0, 0.05, -0.04)):
         for lam, gain in zip(grid.LAMBDAS, (0.0, 0.1, 0.2, 0.3, 0.2, -0.5), strict=True):
@@ -114,18 +169,42 @@ def test_claims_verdicts(grid) -> None:
         # dual HR: worse, consistently
         recs.append(_record("dual-hr", {"loss": "dual LR + dual HR"}, seed, 30.1 + noise))
     results = {c["claim"]: c for c in grid.claims(recs)}
-    helps = results["dual regression helps: lambda 0.001, 0.01, 0.1 beat lambda 0 (primal only)"]
-    assert helps["verdict"] == "reproduced"
-    assert [r["test"]["verdict"] for r in helps["comparisons"]] == ["A > B"] * 3
+    helps = results[grid.CLAIMS[0][0]]
+    assert helps["verdict"] == "reproduced" and helps["correction"] == "holm"
+    assert [r["test"]["verdict"] for r in helps["comparisons"]] == ["reproduced"] * 3
+    assert helps["counts"] == {"reproduced": 3, "contradicted": 0, "inconclusive": 0}
     # lambda 1 (0.2) is below 0.1 (0.3) by 0.1 in every seed: significant; 10 is far below
-    assert results["too much dual weight hurts: lambda 0.1 beats 1 and 10"]["verdict"] == (
-        "reproduced"
-    )
-    hr = results["dual regression on HR data helps (DRN-S with dual HR)"]
-    assert hr["verdict"] == "not reproduced" and hr["comparisons"][0]["test"]["diff"] < 0
+    assert results[grid.CLAIMS[1][0]]["verdict"] == "reproduced"
+    hr = results[grid.CLAIMS[2][0]]
+    assert hr["verdict"] == "contradicted" and hr["comparisons"][0]["test"]["diff"] < 0
     # no result for the compression claims yet
-    assert results["x8: DRC beats L1 at 50%"]["verdict"] == "inconclusive"
-    assert results["x8: DRC beats L1 at 50%"]["comparisons"][0]["test"] is None
+    x8 = results[grid.CLAIMS[-1][0]]
+    assert x8["verdict"] == "inconclusive" and x8["comparisons"][0]["test"] is None
+    assert x8["counts"]["inconclusive"] == 1 and "not the paper's" in x8["claim"]
+
+
+def test_a_claim_resting_on_one_uncorrected_p_of_0_03_is_inconclusive(grid) -> None:
+    # the grid's lambda runs on Set5: lambda 0.001 is below 0 in every seed (p 0.030 alone),
+    # 0.01 and 0.1 are not; Holm over the claim's three comparisons gives 0.090
+    set5 = {
+        0.0: (30.3563, 30.4148, 30.3661),
+        0.001: (30.3431, 30.4005, 30.3435),
+        0.01: (30.3896, 30.3546, 30.3355),
+        0.1: (30.376, 30.4037, 30.3172),
+    }
+    recs = [
+        _record("lambda", {"lambda": lam}, seed, v)
+        for lam, vals in set5.items()
+        for seed, v in enumerate(vals)
+    ]
+    helps = grid.claims(recs)[0]
+    first = helps["comparisons"][0]["test"]
+    assert first["p"] == pytest.approx(0.0301, abs=5e-4)
+    assert first["p_holm"] == pytest.approx(3 * first["p"]) and first["verdict"] == "inconclusive"
+    assert helps["verdict"] == "inconclusive"
+    assert grid.compare(*[dict(enumerate(set5[k])) for k in (0.001, 0.0)])["verdict"] == (
+        "contradicted"  # the same comparison alone, uncorrected
+    )
 
 
 def test_summary_command_writes_variants_and_claims(grid, tmp_path, capsys) -> None:
@@ -156,6 +235,48 @@ def test_summary_command_writes_variants_and_claims(grid, tmp_path, capsys) -> N
         "drn-s70-x4",
     ]
     assert "| drn-s50-x4 | " in printed
+
+
+def test_summary_from_json_rebuilds_the_same_verdicts_without_the_runs(
+    grid, tmp_path, capsys
+) -> None:
+    out = tmp_path / "paper"
+    for seed in (0, 1, 2):
+        for lam, gain in ((0.0, 0.0), (0.001, 0.05), (0.01, 0.1), (0.1, 0.2), (1.0, -0.1)):
+            job = out / "lambda" / f"lam{lam:g}-s{seed}"
+            job.mkdir(parents=True)
+            rec = _record("lambda", {"lambda": lam}, seed, 30 + gain + 0.03 * seed * (lam > 0))
+            rec["params"] = 1000
+            (job / "result.json").write_text(json.dumps(rec))
+        for config, params in (("searched", 900 + seed), ("uniform", 1000)):
+            job = out / "search" / f"{config}-r30-s{seed}"
+            job.mkdir(parents=True)
+            rec = _record("search", {"config": config, "rate": 0.3}, seed, 30 + 0.01 * seed)
+            rec["params"] = params
+            (job / "result.json").write_text(json.dumps(rec))
+    first = tmp_path / "first.json"
+    grid.main(["summary", "--out", str(out), "--json", str(first)])
+    from_runs = capsys.readouterr().out
+    records = grid.load_records(out)
+    rebuilt = grid.records_from_table(json.loads(first.read_text())["variants"])
+
+    def rows(recs: list[dict]) -> list[str]:
+        fields = ("family", "variant", "seed", "scores", "params")
+        return sorted(json.dumps([r[f] for f in fields], sort_keys=True) for r in recs)
+
+    assert rows(records) == rows(rebuilt) and len(rebuilt) == 21
+    shutil.rmtree(out)  # the runs are gone: the JSON alone gives the same report
+    second = tmp_path / "second.json"
+    grid.main(["summary", "--from-json", str(first), "--json", str(second)])
+    assert capsys.readouterr().out == from_runs
+    doc = json.loads(second.read_text())
+    assert doc["claims"] == json.loads(first.read_text())["claims"]
+    searched = doc["claims"][3]["comparisons"][0]
+    assert searched["a_params"] == 901 and searched["b_params"] == 1000  # sizes are stated
+    assert set(doc["claims_by_dataset"]) == {"Set5", "Set14"}
+    assert doc["verdict_rule"]["alpha"] == 0.05
+    with pytest.raises(SystemExit, match="--from-json: .* not found"):
+        grid.main(["summary", "--from-json", str(tmp_path / "missing.json")])
 
 
 def test_searched_arms_are_read_against_the_uniform_line(grid) -> None:

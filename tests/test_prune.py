@@ -709,3 +709,39 @@ def test_greedy_vs_official_experiment_runs_on_a_tiny_model(
     batches = script.pruning_batches([str(data)], 4, 4, 16, 2, 0)
     ref = prune_masked(model, duals, [2, 8, 16, 16, 16, 16], batches, PruneOptions(greedy="passes"))
     assert rows[0]["official"] == ref.keep[0]
+
+
+def test_prune_cli_reports_progress_with_an_eta_and_no_escape_codes_off_a_terminal(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from dualsr.cli import main
+
+    out = tmp_path / "u.safetensors"
+    args = ["prune", "-m", str(tiny_checkpoint), "--rate", "0.5", "--method", "l1", "-o", str(out)]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    layers = [ln for ln in captured.out.splitlines() if ln.startswith("layer")]
+    assert len(layers) == 6  # the tiny model's searched layers
+    for i, line in enumerate(layers, 1):
+        assert f"[{i}/6, eta " in line, line
+    assert "\r" not in captured.err + captured.out and "\x1b" not in captured.err + captured.out
+
+
+def test_prune_progress_draws_one_bar_on_a_terminal(capsys: pytest.CaptureFixture) -> None:
+    import io
+
+    from dualsr.cli.prune import LayerProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    with LayerProgress(3, file=screen) as progress:
+        for i in range(3):
+            progress(prune.LayerReport(i, f"body.{i}", 16, 8, seconds=0.1))
+    drawn = screen.getvalue()
+    assert "prune" in drawn and "3/3" in drawn and "layer" in drawn
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[:2] for ln in lines] == [["layer", "0"], ["layer", "1"], ["layer", "2"]]
+    assert all("eta" not in ln for ln in lines)  # the bar shows it

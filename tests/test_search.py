@@ -755,6 +755,12 @@ def test_cli_search_resume_errors(
     assert "holds no search checkpoints (checkpoints/search-step-*.safetensors) (its " in error(
         resume
     )
+    # a new search into the finished one's folder is refused, like `dualsr train` into a run's
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    msg = error(args)
+    assert f"-o {out} already holds a finished search (search.json, channel_config.txt)" in msg
+    assert "choose another -o" in msg
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
 def test_save_every_values() -> None:
@@ -941,7 +947,7 @@ def test_argmax_of_every_epoch_is_written_and_the_best_epoch_kept(
     search_channels(tiny_model(), None, batches[:2], batches[2:], output=tmp_path / "o2", **kwargs)
     assert (tmp_path / "o2" / "epochs").is_dir()
     assert not (tmp_path / "o2" / "best_channel_config.txt").exists()  # only with --val
-    with pytest.raises(DualSRError, match="too small for the validation border"):
+    with pytest.raises(DualSRError, match="too small to score"):
         small = tmp_path / "small"
         small.mkdir()
         write_image(small / "s.png", random_image(16, 16))

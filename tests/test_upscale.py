@@ -97,7 +97,7 @@ def test_short_aliases_and_tile_auto(tmp_path: Path, tiny_checkpoint: Path) -> N
     assert upscale("-i", str(a), "-i", str(b), "-o", str(out), "-m", str(tiny_checkpoint)) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a_x4.png", "b_x4.png"]
     assert upscale(str(a), "-o", str(out), "-m", str(tiny_checkpoint), "-t", "auto") == 0
-    assert upscale(str(a), "-o", str(out), "-m", str(tiny_checkpoint), "-t", "3") == 0
+    assert upscale(str(a), "-o", str(out), "-m", str(tiny_checkpoint), "-t", "32") == 0
     with pytest.raises(SystemExit):
         upscale(str(a), "-o", str(out), "-t", "big")
     with pytest.raises(SystemExit):

@@ -23,28 +23,52 @@ light)::
 """
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .checkpoint import Checkpoint, load_checkpoint, load_model, save_model
-from .data.imresize import imresize, imresize_torch
 from .errors import CheckpointError, ConfigError, DualSRError, ImageError
-from .inference import BicubicUpscaler, TorchUpscaler, self_ensemble
-from .losses import DualRegressionLoss, LossTerms
-from .metrics import psnr, rgb_to_y, ssim
-from .models import (
-    DRN,
-    PRESETS,
-    DualModels,
-    count_parameters,
-    create_duals,
-    create_model,
-    read_channel_config,
-)
+
+if TYPE_CHECKING:  # the names below are imported on first use (see _LAZY)
+    from .checkpoint import Checkpoint, load_checkpoint, load_model, save_model
+    from .data.imresize import imresize, imresize_torch
+    from .inference import BicubicUpscaler, TorchUpscaler, self_ensemble
+    from .losses import DualRegressionLoss, LossTerms
+    from .metrics import psnr, rgb_to_y, ssim
+    from .models import (
+        DRN,
+        PRESETS,
+        DualModels,
+        count_parameters,
+        create_duals,
+        create_model,
+        read_channel_config,
+    )
 
 __version__ = "0.1.0"
 
-# name -> submodule, for the pipeline entry points loaded on first access
+# name -> submodule, loaded on first access: nothing here imports PyTorch until a name that needs
+# it is used, so `import dualsr` (and `dualsr --version`) stays fast
 _LAZY = {
+    "Checkpoint": ".checkpoint",
+    "load_checkpoint": ".checkpoint",
+    "load_model": ".checkpoint",
+    "save_model": ".checkpoint",
+    "imresize": ".data.imresize",
+    "imresize_torch": ".data.imresize",
+    "BicubicUpscaler": ".inference",
+    "TorchUpscaler": ".inference",
+    "self_ensemble": ".inference",
+    "DualRegressionLoss": ".losses",
+    "LossTerms": ".losses",
+    "psnr": ".metrics",
+    "rgb_to_y": ".metrics",
+    "ssim": ".metrics",
+    "DRN": ".models",
+    "PRESETS": ".models",
+    "DualModels": ".models",
+    "count_parameters": ".models",
+    "create_duals": ".models",
+    "create_model": ".models",
+    "read_channel_config": ".models",
     "load_config": ".training",
     "train": ".training",
     "TrainConfig": ".training",
@@ -53,6 +77,8 @@ _LAZY = {
     "finetune": ".compression.finetune",
     "finetune_config": ".compression.finetune",
     "evaluate": ".evaluation",
+    "adapt": ".adaptation",
+    "AdaptOptions": ".adaptation",
     "TiledUpscaler": ".inference",
     "resolve_model": ".pretrained",
     "profile_model": ".profiling",
@@ -63,9 +89,14 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    """Import a pipeline entry point (see ``_LAZY``) the first time it is used."""
+    """Import a public name (see ``_LAZY``), or a submodule, the first time it is used."""
     module = _LAZY.get(name)
     if module is None:
+        try:  # a submodule, e.g. dualsr.models, as an eager import used to make available
+            return import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
         raise AttributeError(f"module 'dualsr' has no attribute {name!r}")
     value = getattr(import_module(module, __name__), name)
     globals()[name] = value
@@ -79,6 +110,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "DRN",
     "PRESETS",
+    "AdaptOptions",
     "BicubicUpscaler",
     "Checkpoint",
     "CheckpointError",
@@ -92,6 +124,7 @@ __all__ = [
     "TorchUpscaler",
     "TrainConfig",
     "__version__",
+    "adapt",
     "count_macs",
     "count_parameters",
     "create_duals",

@@ -18,7 +18,7 @@ from .data.image_io import list_images, load_rgb_uint8
 from .data.imresize import imresize
 from .errors import DualSRError
 from .inference import Upscaler
-from .metrics import psnr, ssim
+from .metrics import _SSIM_WINDOW, psnr, ssim
 
 
 @dataclass
@@ -77,9 +77,24 @@ def crop_to_scale(hr: np.ndarray, scale: int) -> np.ndarray:
     return hr[:h, :w]
 
 
+def min_eval_size(scale: int) -> int:
+    """The smallest side (after cropping to a multiple of ``scale``) that can be scored: PSNR
+    and SSIM shave ``scale`` pixels from each border and SSIM needs its 11x11 window in what
+    is left."""
+    return 2 * scale + _SSIM_WINDOW
+
+
 def make_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """(cropped HR, bicubic LR), both uint8, following the standard protocol."""
+    """(cropped HR, bicubic LR), both uint8, following the standard protocol. DualSRError if
+    the image is too small to be scored (see :func:`min_eval_size`)."""
     hr = crop_to_scale(hr, scale)
+    need = min_eval_size(scale)
+    if min(hr.shape[:2]) < need:
+        raise DualSRError(
+            f"image of size {hr.shape[1]}x{hr.shape[0]} is too small to score at x{scale}: "
+            f"PSNR/SSIM shave {scale} pixels from each border and SSIM needs an "
+            f"{_SSIM_WINDOW}x{_SSIM_WINDOW} window in the rest, so at least {need}x{need}"
+        )
     return hr, imresize(hr, 1.0 / scale)
 
 
@@ -92,6 +107,12 @@ def benchmark_images(folder: str | Path, name: str | None = None) -> tuple[str, 
     """(dataset name, its HR image files) of a benchmark folder: a folder of images, or one
     with an ``HR/`` subfolder. DualSRError if it is missing or holds no images."""
     folder = Path(folder)
+    if folder.is_file():
+        raise DualSRError(
+            f"--data {folder} is a file: --data takes folders of HR images (or benchmark folders "
+            "with an HR/ subfolder) or data set names such as Set5; put the image in a folder "
+            "and pass that"
+        )
     if not folder.is_dir():
         raise DualSRError(f"data folder not found: {folder}")
     if not list_images(folder) and (folder / "HR").is_dir():
@@ -112,26 +133,26 @@ def evaluate_folder(
 ) -> DatasetResult:
     """Evaluate ``upscaler`` on every image of ``folder`` (HR ground truth).
 
-    An image that cannot be read or is too small raises DualSRError naming the file, unless
-    ``on_error`` is given: then it is called, the image is recorded in ``failed`` and the
-    others are evaluated.
+    An image that cannot be read or scored (smaller than :func:`min_eval_size`) raises
+    DualSRError naming the file, unless ``on_error`` is given: then it is called, the image is
+    recorded in ``failed`` and the others are evaluated.
     """
     dataset, files = benchmark_images(folder, name)
     result = DatasetResult(dataset)
     for path in files:
         try:
             hr, lr = make_pair(load_rgb_uint8(path), upscaler.scale)
-        except DualSRError as exc:
+            start = time.perf_counter()
+            sr = upscaler(lr)
+            seconds = time.perf_counter() - start
+            p, s = score(sr, hr, upscaler.scale)
+        except (DualSRError, ValueError) as exc:  # ValueError: the metrics refuse the pair
             text = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
             if on_error is None:
                 raise DualSRError(text) from None
             result.failed[path.name] = text
             on_error(path, DualSRError(text))
             continue
-        start = time.perf_counter()
-        sr = upscaler(lr)
-        seconds = time.perf_counter() - start
-        p, s = score(sr, hr, upscaler.scale)
         item = ImageResult(result.dataset, path.name, p, s, seconds)
         result.images.append(item)
         if on_image:
@@ -145,5 +166,14 @@ def evaluate(upscaler: Upscaler, folders: Iterable[str | Path]) -> list[DatasetR
 
 
 def results_rows(results: Iterable[DatasetResult]) -> list[dict]:
-    """Per-image rows (for CSV/JSON output)."""
+    """Per-image rows (for CSV/JSON output) of the scored images."""
     return [asdict(r) for res in results for r in res.images]
+
+
+def failed_rows(results: Iterable[DatasetResult]) -> list[dict]:
+    """One row per image that could not be scored: dataset, image, error."""
+    return [
+        {"dataset": res.dataset, "image": image, "error": error}
+        for res in results
+        for image, error in res.failed.items()
+    ]

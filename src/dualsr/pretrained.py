@@ -1,8 +1,9 @@
 """Turning a ``--model`` argument into a model: a checkpoint path, a preset, a released model
 (by name, see :mod:`dualsr.hub`), an http(s) URL of a checkpoint, or ``bicubic``.
 
-Weights shipped inside the package live in ``dualsr/weights/<preset>.safetensors``; a preset
-without shipped weights is built with random weights and a warning.
+Weights shipped inside the package live in ``dualsr/weights/<preset>.safetensors``. A preset
+without shipped weights is refused (its output would be meaningless; the error names the trained
+models of its scale) unless ``random_weights=True`` asks for a random model on purpose.
 """
 
 from __future__ import annotations
@@ -48,10 +49,15 @@ def shipped_provenance(name: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def resolve_model(spec: str) -> DRN:
+def resolve_model(spec: str, *, random_weights: bool = False) -> DRN:
     """Load ``spec``: an existing checkpoint file, a preset name (shipped weights if any), a
     released model's name or alias (downloaded once into the cache, see :func:`dualsr.hub.fetch`),
-    or an http(s) URL of a checkpoint."""
+    or an http(s) URL of a checkpoint.
+
+    A preset without trained weights raises CheckpointError naming the trained models that fit
+    (its releases, the shipped models of its scale), unless ``random_weights`` is True: then it is
+    built with random weights, with a warning (speed or export tests, not images).
+    """
     path = Path(spec).expanduser()
     if path.is_file():
         return load_model(path)
@@ -61,6 +67,8 @@ def resolve_model(spec: str) -> DRN:
         if weights is not None:
             return load_model(weights)
         released = hub.releases_for_preset(key)
+        if not random_weights:
+            raise CheckpointError(untrained_preset_message(spec))
         hint = f" (released weights: --model {released[0].name})" if released else ""
         warnings.warn(
             f"preset {spec!r} has no trained weights in this package: using RANDOM weights, so "
@@ -79,6 +87,34 @@ def resolve_model(spec: str) -> DRN:
         f"unknown model {spec!r}: give a checkpoint path (.safetensors or official .pt), "
         f"'{BICUBIC}', a preset ({', '.join(PRESETS)}), a released model "
         f"({', '.join(hub.RELEASES)}) or an http(s) URL"
+    )
+
+
+def trained_models_for(preset: str) -> list[str]:
+    """Names that load trained weights of ``preset``'s scale: its released models first, then
+    the other releases and the shipped presets of that scale."""
+    scale = PRESETS[preset.lower()].scale
+    own = [r.name for r in hub.releases_for_preset(preset)]
+    others = [
+        r.name
+        for r in hub.RELEASES.values()
+        if r.name not in own and r.preset in PRESETS and PRESETS[r.preset].scale == scale
+    ]
+    shipped = [n for n, p in PRESETS.items() if p.scale == scale and shipped_weights(n)]
+    return own + others + shipped
+
+
+def untrained_preset_message(spec: str) -> str:
+    """The one-line refusal of a preset that has no trained weights (see :func:`resolve_model`)."""
+    scale = PRESETS[spec.lower()].scale
+    names = trained_models_for(spec)
+    fit = "give a checkpoint file"
+    if names:
+        more = f" (or {', '.join(names[1:])})" if names[1:] else ""
+        fit = f"use a trained x{scale} model: --model {names[0]}{more}"
+    return (
+        f"preset {spec!r} has no trained weights (its output would be meaningless); {fit}. "
+        "Pass --random-weights (random_weights=True in Python) for a deliberately random model"
     )
 
 

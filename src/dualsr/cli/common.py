@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -12,12 +14,14 @@ from ..errors import DualSRError
 from ..inference import (
     DEFAULT_TILE_OVERLAP,
     DEFAULT_TILES,
+    MIN_TILE,
     BicubicUpscaler,
     TorchUpscaler,
     Upscaler,
     auto_tile,
+    check_device,
 )
-from ..pretrained import BICUBIC, resolve_model
+from ..pretrained import BICUBIC, DEFAULT_SCALE, resolve_model
 
 #: --backend choices: the PyTorch paths of TorchUpscaler, then ONNX Runtime.
 BACKEND_CHOICES = ["auto", "eager", "fused", "compile", "onnxruntime"]
@@ -42,7 +46,8 @@ def add_inference_options(
     tile_by_default: bool = False,
     model_help: str | None = None,
 ) -> None:
-    """--model, --tile, --tile-overlap, --self-ensemble, --device, --backend, --precision.
+    """--model, --random-weights, --tile, --tile-overlap, --self-ensemble, --device, --backend,
+    --precision.
 
     ``default_model`` None makes --model required unless ``model_help`` describes the default
     (the command then chooses it itself, e.g. by --scale).
@@ -64,14 +69,16 @@ def add_inference_options(
         + (f" (default: {default_model})" if default_model else "")
         + (f" ({model_help})" if model_help else ""),
     )
+    add_random_weights_option(g)
     g.add_argument(
         "--tile",
         "-t",
         type=_tile_size,
         default=None,
         metavar="N|auto",
-        help="process the LR image in N x N tiles to bound memory; 0 = whole image; 'auto' = "
-        "the largest tile whose estimated memory fits in half the memory available now "
+        help=f"process the LR image in N x N tiles to bound memory (N >= {MIN_TILE}); 0 = whole "
+        "image; 'auto' = the largest tile whose estimated memory fits in half the memory "
+        "available now "
         + (
             f"(default: {tiles}, about the same memory)"
             if tile_by_default
@@ -93,8 +100,10 @@ def add_inference_options(
     g.add_argument(
         "--device",
         default="cpu",
-        choices=["cpu", "cuda"],
-        help="where to run the model (default: cpu)",
+        type=device_name,
+        metavar="cpu|cuda|cuda:N|mps",
+        help="where to run the model: cpu (default), cuda (the current GPU), cuda:N (GPU N) or "
+        "mps (Apple silicon); an unavailable device is an error before any work",
     )
     g.add_argument(
         "--backend",
@@ -115,6 +124,101 @@ def add_inference_options(
         "it natively (CPUs with AVX512_BF16 or AMX, recent GPUs; about 1.8x faster, PSNR within "
         "0.01 dB) and fp32 elsewhere; 'fp32' forces full precision (docs/deployment.md)",
     )
+
+
+def add_random_weights_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--random-weights``: accept a preset that has no trained weights (random weights)."""
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="allow a preset without trained weights, built with random weights (meaningless "
+        "images: for trying the pipeline or timing only); without it such a preset is an error "
+        "that names the trained models",
+    )
+
+
+def device_name(text: str) -> str:
+    """argparse type of --device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (lower-cased).
+    Whether it is available is checked later (:func:`dualsr.inference.check_device`)."""
+    value = text.strip().lower()
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", value):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {text!r}")
+    return value
+
+
+#: What a model file starts with when it is not a checkpoint: (magic bytes, what it is).
+_NOT_CHECKPOINT_MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+)
+
+
+def describe_non_checkpoint(path: Path) -> str | None:
+    """What ``path`` is when it is clearly not a model checkpoint (an ONNX model, an image, a
+    text file, an unknown format); None when it may be one (safetensors, a PyTorch zip or
+    pickle), leaving the loader to judge."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return None
+    if path.suffix.lower() == ".onnx" or _looks_like_onnx(head):
+        return "an ONNX model"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return None  # safetensors: an 8-byte header length, then the JSON header
+    if head.startswith((b"PK", b"\x80")):
+        return None  # torch.save: a zip archive, or a pickle in the legacy format
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    for magic, what in _NOT_CHECKPOINT_MAGIC:
+        if head.startswith(magic):
+            return what
+    if not head:
+        return None  # empty: the loader says so
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "not a format dualsr reads"
+
+
+def _looks_like_onnx(head: bytes) -> bool:
+    """An ONNX ModelProto starts with field 1 (ir_version, a small varint), then a
+    length-delimited field among 2..8 (producer name, ..., graph, opset imports)."""
+    return (
+        len(head) > 2
+        and head[0] == 0x08
+        and head[1] < 64
+        and head[2] & 7 == 2
+        and 2 <= head[2] >> 3 <= 8
+    )
+
+
+def check_model_file(spec: str, takes: str) -> None:
+    """If ``spec`` is an existing file that is clearly not a checkpoint (an exported ONNX model,
+    an image, ...), DualSRError in one line; ``takes`` lists what the command accepts."""
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        return
+    what = describe_non_checkpoint(path)
+    if what is not None:
+        raise DualSRError(
+            f"{spec} could not be loaded: it is {what}, not a model checkpoint; {takes}"
+        )
+
+
+def interactive_stderr() -> bool:
+    """Whether stderr is a terminal: progress bars then; plain lines (no carriage returns or
+    escape codes) in logs, pipes and CI."""
+    stream = sys.stderr
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def ensure_writable_folder(folder: Path, option: str) -> None:
@@ -187,22 +291,46 @@ def _tile_size(text: str) -> int | str:
         ) from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0 (0 = whole image), got {value}")
+    if 0 < value < MIN_TILE:
+        raise argparse.ArgumentTypeError(
+            f"{value} is below the smallest useful tile, {MIN_TILE}: each tile is computed with "
+            f"--tile-overlap ({DEFAULT_TILE_OVERLAP} by default) context pixels on every side and "
+            "the channel attention pools over the tile, so tiny tiles multiply the work (and "
+            f"drift from whole-image results) without saving memory; use {MIN_TILE} or more, "
+            "0 (whole image) or auto"
+        )
     return value
 
 
+#: What --model accepts in upscale and eval (the end of the error for a file that is not one).
+MODEL_TAKES = (
+    "--model takes a dualsr .safetensors or official .pt checkpoint, a preset, a released "
+    "model's name, an http(s) URL, 'bicubic', or an exported model named *.onnx"
+)
+
+
 def build_upscaler(args: argparse.Namespace, scale: int | None = None, progress=None) -> Upscaler:
-    """Make the upscaler that the parsed options describe."""
+    """Make the upscaler that the parsed options describe. ``--model bicubic`` without a scale
+    is x4 (the default scale); the device is checked before any model is loaded."""
     if isinstance(args.tile, int) and args.tile < 0:
         raise ValueError(f"--tile must be a positive number of pixels (or 0), got {args.tile}")
     if args.tile_overlap < 0:
         raise ValueError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
     if args.model.lower() == BICUBIC:
-        if scale is None:
-            raise ValueError("--model bicubic needs --scale")
-        return BicubicUpscaler(scale)
+        return BicubicUpscaler(scale or DEFAULT_SCALE)
     backend = getattr(args, "backend", "auto")
     from ..deploy.onnx import is_onnx_file
 
+    check_device(args.device)
+    if not is_onnx_file(args.model):
+        what = describe_non_checkpoint(Path(args.model).expanduser())
+        if what == "an ONNX model" and Path(args.model).is_file():
+            raise DualSRError(
+                f"{args.model} is an ONNX model without the .onnx suffix: rename it to "
+                "*.onnx to run it with ONNX Runtime"
+            )
+        check_model_file(args.model, MODEL_TAKES)
+    random_weights = getattr(args, "random_weights", False)
     precision = getattr(args, "precision", "auto")
     if is_onnx_file(args.model) or backend == "onnxruntime":
         if precision == "bf16":
@@ -214,7 +342,7 @@ def build_upscaler(args: argparse.Namespace, scale: int | None = None, progress=
             args.tile = DEFAULT_TILES["fp32"]  # no per-pixel estimate for ONNX Runtime
         upscaler: Upscaler = _onnx_upscaler(args, backend, progress)
     else:
-        model = resolve_model(args.model)
+        model = resolve_model(args.model, random_weights=random_weights)
         upscaler = TorchUpscaler(
             model,
             device=args.device,
@@ -245,7 +373,11 @@ def _onnx_upscaler(args: argparse.Namespace, backend: str, progress) -> Upscaler
         )
     if args.device != "cpu":
         raise DualSRError("--backend onnxruntime runs on the CPU: use --device cpu")
-    model = args.model if is_onnx_file(args.model) else resolve_model(args.model)
+    model = (
+        args.model
+        if is_onnx_file(args.model)
+        else resolve_model(args.model, random_weights=getattr(args, "random_weights", False))
+    )
     return OnnxUpscaler(
         model,
         tile=args.tile,

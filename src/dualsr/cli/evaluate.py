@@ -8,9 +8,21 @@ import io
 import json
 from pathlib import Path
 
-from ..evaluation import DatasetResult, benchmark_images, evaluate_folder, results_rows
+from ..data.locate import add_data_root_option, resolve_data_dirs
+from ..evaluation import (
+    DatasetResult,
+    benchmark_images,
+    evaluate_folder,
+    failed_rows,
+    results_rows,
+)
 from ..fileio import atomic_write_bytes
-from .common import add_inference_options, build_upscaler, ensure_writable_folder
+from .common import (
+    add_inference_options,
+    build_upscaler,
+    ensure_writable_folder,
+    interactive_stderr,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -27,13 +39,14 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         nargs="+",
         required=True,
         metavar="DIR",
-        help="folders of HR images (or benchmark folders with an HR/ subfolder)",
+        help="folders of HR images (or with an HR/ subfolder), or data set names such as Set5",
     )
+    add_data_root_option(p)
     p.add_argument(
         "--scale",
         type=int,
         default=None,
-        help="upscaling factor (default: the model's; required for bicubic)",
+        help="upscaling factor (default: the model's; x4 for bicubic)",
     )
     p.add_argument(
         "--out",
@@ -47,24 +60,37 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
 
 
 def format_table(results: list[DatasetResult], title: str) -> str:
-    """A plain-text table: dataset, PSNR, SSIM, images, seconds."""
-    lines = [title, f"{'dataset':<12} {'PSNR':>8} {'SSIM':>7} {'images':>7} {'seconds':>8}"]
+    """A plain-text table: dataset, PSNR, SSIM, images, failed, seconds; then one line per
+    image that could not be scored (the means leave it out)."""
+    head = f"{'dataset':<12} {'PSNR':>8} {'SSIM':>7} {'images':>7} {'failed':>7} {'seconds':>8}"
+    lines = [title, head]
     for r in results:
         lines.append(
-            f"{r.dataset:<12} {r.psnr:>8.2f} {r.ssim:>7.4f} {len(r.images):>7d} {r.seconds:>8.2f}"
+            f"{r.dataset:<12} {r.psnr:>8.2f} {r.ssim:>7.4f} {len(r.images):>7d} "
+            f"{len(r.failed):>7d} {r.seconds:>8.2f}"
         )
+    for row in failed_rows(results):
+        reason = row["error"].split(f"{row['image']}: ", 1)[-1]  # the path is in the name
+        lines.append(f"failed: {row['dataset']}/{row['image']}: {reason}")
     return "\n".join(lines)
 
 
+#: Columns of results.csv: scored images, then the failed ones (empty scores, the error).
+CSV_FIELDS = ["dataset", "image", "psnr", "ssim", "seconds", "error"]
+
+
 def write_results(out: Path, results: list[DatasetResult], meta: dict) -> None:
-    """Per-image CSV and a JSON with per-image rows and per-dataset summaries."""
+    """Per-image CSV (failed images last, with their error) and a JSON with the scored images,
+    the failed ones and per-dataset summaries."""
     rows = results_rows(results)
+    failed = failed_rows(results)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["dataset", "image", "psnr", "ssim", "seconds"])
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, restval="")
     writer.writeheader()
     writer.writerows(rows)
+    writer.writerows(failed)
     atomic_write_bytes(out / "results.csv", buf.getvalue().encode())
-    doc = {**meta, "datasets": [r.summary() for r in results], "images": rows}
+    doc = {**meta, "datasets": [r.summary() for r in results], "images": rows, "failed": failed}
     atomic_write_bytes(out / "results.json", json.dumps(doc, indent=2).encode())
 
 
@@ -77,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import DualSRError
 
+    args.data = resolve_data_dirs(args.data, args.data_root)  # names -> folders (data/locate.py)
     sets = [benchmark_images(folder) for folder in args.data]  # every folder, before any work
     if args.out.exists() and not args.out.is_dir():
         raise DualSRError(f"--out {args.out} is an existing file, not a folder: give a folder")
@@ -85,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     scale = upscaler.scale
     total = sum(len(files) for _, files in sets)
     results = []
-    with tqdm(total=total, unit="img", desc="eval", leave=False) as bar:
+    interactive = interactive_stderr()  # a bar on a terminal; one line per data set in logs
+    with tqdm(total=total, unit="img", desc="eval", leave=False, disable=not interactive) as bar:
 
         def failed(path: Path, exc: DualSRError) -> None:
             tqdm.write(f"error: {exc}", file=sys.stderr)
@@ -98,6 +126,14 @@ def run(args: argparse.Namespace) -> int:
                     upscaler, folder, name, on_image=lambda _r: bar.update(1), on_error=failed
                 )
             )
+            if not interactive:
+                r = results[-1]
+                print(
+                    f"{r.dataset}: {len(r.images)} image(s) scored, {len(r.failed)} failed, "
+                    f"{r.seconds:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     precision = getattr(upscaler, "precision", "fp32")  # bicubic and ONNX Runtime: fp32
     title = f"model: {args.model}  scale: x{scale}  precision: {precision}" + (
         "  (self-ensemble)" if args.self_ensemble else ""

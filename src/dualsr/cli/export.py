@@ -15,6 +15,7 @@ from ..errors import DualSRError
 from ..inference import sr_output
 from ..models.drn import DRN
 from ..pretrained import resolve_model
+from .common import add_random_weights_option, check_model_file
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -27,7 +28,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         "stored in the model metadata. Run it with `dualsr upscale --model FILE.onnx`. Needs "
         "pip install 'dualsr[onnx]'.",
     )
-    p.add_argument("model", metavar="MODEL", help="checkpoint file or preset name")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help="checkpoint file (.safetensors or official .pt), preset with trained weights, "
+        "released model's name or http(s) URL",
+    )
+    add_random_weights_option(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
     p.add_argument(
         "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default: {DEFAULT_OPSET})"
@@ -81,7 +88,12 @@ def run(args: argparse.Namespace) -> int:
         raise DualSRError(f"the output should be a .onnx file, got {args.output}")
     if args.int8 and not (args.calibration and args.validate):
         raise DualSRError("--int8 needs --calibration DIR and --validate DIR [DIR ...]")
-    model = resolve_model(args.model)
+    check_model_file(
+        args.model,
+        "export reads a .safetensors or .pt checkpoint, a preset, a released model's name or an "
+        "http(s) URL (an .onnx file is already exported: run it with dualsr upscale --model FILE)",
+    )
+    model = resolve_model(args.model, random_weights=args.random_weights)
     if args.int8:
         return _export_int8(model, args)
     path = export_onnx(

@@ -7,6 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
+from ..data.locate import add_data_root_option, resolve_data_dirs
 from .common import add_set_option
 
 
@@ -27,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p.add_argument(
         "--output", "-o", required=True, type=Path, metavar="RUN_DIR", help="the run directory"
     )
-    p.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR training images")
+    p.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR images, or set names")
+    add_data_root_option(p)
     p.add_argument(
         "--teacher", help="checkpoint, preset or released model to distil from (e.g. DRN-L)"
     )
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = finetune_config(
         resolve_checkpoint_path(args.model),
         args.output,
-        args.data or (),
+        resolve_data_dirs(args.data, args.data_root) or (),  # names -> folders (data/locate.py)
         teacher=resolve_checkpoint_path(args.teacher) if args.teacher else None,
         distill_weight=args.distill_weight,
         steps=args.steps,

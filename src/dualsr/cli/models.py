@@ -20,8 +20,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         description="List the model presets, their parameter counts and "
         "whether trained weights ship with this package; the shipped models with the PSNR and "
         "speed measured when they were packaged; then the released models "
-        "(usable by name with --model, fetched by `dualsr download`) with the paper's x4 PSNR "
-        "and whether they are in the cache.",
+        "(usable by name with --model, fetched by `dualsr download`) with the papers' PSNR at "
+        "their scale and whether they are in the cache.",
     )
 
 
@@ -84,16 +84,26 @@ def print_shipped() -> None:
 
 
 def print_releases() -> None:
-    """The released models: name, preset, the paper's PSNR on Set5/Set14/BSD100, cached."""
+    """The released models: name, preset, scale, the paper's PSNR on Set5/Set14/BSD100 (at
+    the release's scale; - where none is published), cached."""
     if not hub.RELEASES:
         return
     sets = ("Set5", "Set14", "BSD100")
     print()
-    print(f"{'release':<18} {'preset':<12} " + " ".join(f"{s:>6}" for s in sets) + "  cached")
+    print(
+        f"{'release':<18} {'preset':<12} {'scale':>5} "
+        + " ".join(f"{s:>6}" for s in sets)
+        + "  cached"
+    )
     for release in hub.RELEASES.values():
         scores = " ".join(
             f"{release.paper[s][0]:>6.2f}" if s in release.paper else f"{'-':>6}" for s in sets
         )
+        preset = PRESETS.get(release.preset)
+        scale = f"x{preset.scale}" if preset is not None else "-"
         cached = "yes" if hub.is_cached(release.name) else "no"
-        print(f"{release.name:<18} {release.preset:<12} {scores}  {cached}")
-    print("(paper PSNR in dB, x4; use with --model NAME, or fetch with `dualsr download NAME`)")
+        print(f"{release.name:<18} {release.preset:<12} {scale:>5} {scores}  {cached}")
+    print(
+        "(paper PSNR in dB at the release's scale, - where none is published; use with --model "
+        "NAME, or fetch with `dualsr download NAME`)"
+    )

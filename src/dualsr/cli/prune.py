@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -34,6 +37,7 @@ from ..compression.prune import (
     prune_model,
 )
 from ..compression.pruning_data import CROPS, DEFAULT_CROPS, CropSource
+from ..data.locate import add_data_root_option, resolve_data_dirs
 from ..errors import ConfigError
 from ..models.drn import count_parameters
 from ..models.registry import read_channel_config
@@ -176,7 +180,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         f"code) or one 'sampled' output channel (default: {DEFAULT_CP_DESIGN})",
     )
     g = p.add_argument_group("pruning data (not needed by l1 and uniform)")
-    g.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR training images")
+    g.add_argument("--data", nargs="+", metavar="DIR", help="folders of HR images, or set names")
+    add_data_root_option(g)
     g.add_argument(
         "--images",
         type=int,
@@ -258,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
     check_choice("--cp-design", args.cp_design, CP_DESIGNS)
     check_choice("--crops", args.crops, CROPS)
     check_output_file(args.output)  # now, not after the pruning
+    args.data = resolve_data_dirs(args.data, args.data_root)  # names -> folders (data/locate.py)
     ckpt = load_checkpoint(resolve_checkpoint_path(args.model), map_location=args.device)
     model, duals = ckpt.model.eval(), ckpt.duals
     if args.duals:
@@ -303,33 +309,31 @@ def run(args: argparse.Namespace) -> int:
             f"{batches.num_batches} batches from {', '.join(args.data)}, {crops}"
         )
 
-    def progress(report: LayerReport) -> None:
-        print(report.line(), flush=True)
-
     print(f"pruning {args.model} with {criterion.name} to {source} ({len(config)} layers)")
-    result = prune_model(
-        model,
-        duals,
-        config,
-        batches,
-        method=criterion.name,
-        gamma=args.gamma,
-        dual_weight=args.dual_weight,
-        greedy=args.greedy,
-        channels_per_pass=args.channels_per_pass,
-        local_epochs=args.local_epochs,
-        local_lr=args.local_lr,
-        refresh=args.refresh,
-        final_epochs=args.final_epochs,
-        feature_samples=args.samples,
-        seed=args.seed,
-        score=args.score,
-        local_bias=args.local_bias,
-        thinet_error=args.thinet_error,
-        thinet_targets=args.thinet_targets,
-        cp_design=args.cp_design,
-        progress=progress,
-    )
+    with LayerProgress(len(config)) as progress:
+        result = prune_model(
+            model,
+            duals,
+            config,
+            batches,
+            method=criterion.name,
+            gamma=args.gamma,
+            dual_weight=args.dual_weight,
+            greedy=args.greedy,
+            channels_per_pass=args.channels_per_pass,
+            local_epochs=args.local_epochs,
+            local_lr=args.local_lr,
+            refresh=args.refresh,
+            final_epochs=args.final_epochs,
+            feature_samples=args.samples,
+            seed=args.seed,
+            score=args.score,
+            local_bias=args.local_bias,
+            thinet_error=args.thinet_error,
+            thinet_targets=args.thinet_targets,
+            cp_design=args.cp_design,
+            progress=progress,
+        )
     stats = result.stats
     before, after = count_parameters(model), count_parameters(result.model)
     metadata = {
@@ -387,3 +391,54 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"saved {args.output}")
     return 0
+
+
+class LayerProgress:
+    """The progress of ``dualsr prune``: one bar over the searched layers, with an ETA.
+
+    Each finished layer's line (:meth:`LayerReport.line`) is printed on stdout. On a terminal
+    the bar is drawn on ``file`` (stderr) below those lines; when ``file`` is not a terminal (a
+    log file, a pipe, a batch job) no bar and no escape codes are written, and each layer's line
+    ends with ``[done/total, eta ...]`` instead. Use as a context manager; the instance is the
+    ``progress`` callback of :func:`dualsr.compression.prune.prune_model`.
+    """
+
+    def __init__(self, total: int, file: TextIO | None = None) -> None:
+        from tqdm import tqdm
+
+        self.total = total
+        self.done = 0
+        self.start = time.perf_counter()
+        # disable=None: drawn only when the file is a terminal
+        self.bar = tqdm(
+            total=total,
+            desc="prune",
+            unit="layer",
+            file=file if file is not None else sys.stderr,
+            disable=None,
+            dynamic_ncols=True,
+        )
+
+    def __enter__(self) -> LayerProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def __call__(self, report: LayerReport) -> None:
+        """Print the layer's line and advance the bar."""
+        from tqdm import tqdm
+
+        self.done += 1
+        line = report.line()
+        if self.bar.disable:  # no terminal: the count and the ETA go into the line itself
+            line += f"  [{self.done}/{self.total}, eta {tqdm.format_interval(self.eta())}]"
+        tqdm.write(line, file=sys.stdout)  # above the bar
+        sys.stdout.flush()
+        self.bar.update(1)
+
+    def eta(self) -> float:
+        """Seconds left, from the mean time of the layers done so far."""
+        if not self.done:
+            return 0.0
+        return (time.perf_counter() - self.start) / self.done * (self.total - self.done)

@@ -8,7 +8,9 @@ saved in ``search.json`` with an equivalent command line (:meth:`SearchResult.sa
 The search saves checkpoints in ``OUT/checkpoints/`` (:mod:`dualsr.compression.search_state`):
 every ``--save-every``, on SIGINT/SIGTERM (then it exits with 130/143) and after an error;
 ``--resume OUT`` continues with the saved options and ends with the same result files as an
-uninterrupted run. The checkpoints are deleted once the result files are written.
+uninterrupted run. The checkpoints are deleted once the result files are written. A new search
+refuses an ``OUT`` that already holds a finished one (``search.json``, ``channel_config.txt``),
+as ``dualsr train`` refuses a run folder that holds a run: nothing is overwritten.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ..data.locate import add_data_root_option, resolve_data_dir, resolve_data_dirs
 
 if TYPE_CHECKING:
     from ..compression.search import SearchResult
@@ -41,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         "Defaults are those of the paper and its released code; --config FILE.yaml overrides "
         "them and the "
         "command line overrides the file. Ctrl-C or SIGTERM saves a checkpoint and stops; "
-        "--resume OUT_DIR continues.",
+        "--resume OUT_DIR continues. An OUT_DIR that holds a finished search is refused.",
     )
     p.add_argument("--config", type=Path, default=None, metavar="YAML", help="options file")
     p.add_argument(
@@ -59,8 +63,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         nargs="+",
         metavar="DIR",
         help="folders of HR training images, split alternately into a weight half and an "
-        "architecture half",
+        "architecture half (data set names such as T91 are looked up in --data-root)",
     )
+    add_data_root_option(g)
     g.add_argument("-o", "--output", metavar="OUT_DIR", help="where the results are written")
     g.add_argument(
         "--val",
@@ -181,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
     from .common import ensure_writable_folder
 
     given = {key: getattr(args, key, None) for key in option_names()}
+    given["data"] = resolve_data_dirs(args.data, args.data_root)  # names -> folders (locate.py)
+    given["val"] = args.val and str(resolve_data_dir(args.val, args.data_root, "--val"))
     loaded = None
     if args.resume is not None:
         loaded = load_search_checkpoint(args.resume)
@@ -198,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
             f"-o {out} already holds the checkpoints of an unfinished search; continue it with "
             f"`dualsr search --resume {out}`, or choose another -o"
         )
+    if loaded is None:
+        _refuse_a_finished_search(out)
     ensure_writable_folder(out, "-o")
     if loaded is not None:
         model, duals = loaded.model, loaded.duals
@@ -322,6 +331,23 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"report: {out / 'search.json'} ({result.seconds:.0f} s)")
     return 0
+
+
+#: The files a finished search leaves in its folder (SearchResult.save): a new search refuses to
+#: overwrite them, as `dualsr train` refuses a folder that already holds a run.
+RESULT_FILES = ("search.json", "channel_config.txt")
+
+
+def _refuse_a_finished_search(out: Path) -> None:
+    """ConfigError when ``out`` already holds the results of a search (nothing is overwritten)."""
+    from ..errors import ConfigError
+
+    found = [name for name in RESULT_FILES if (out / name).is_file()]
+    if found:
+        raise ConfigError(
+            f"-o {out} already holds a finished search ({', '.join(found)}); choose another -o, "
+            f"or delete {' and '.join(str(out / name) for name in found)} to search into it again"
+        )
 
 
 def _search(

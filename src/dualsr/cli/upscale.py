@@ -6,6 +6,7 @@ import argparse
 import glob
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,16 +16,21 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.image_io import (
+    DEFAULT_QUALITY,
     IMAGE_SUFFIXES,
     allow_huge_images,
+    can_write,
     is_image_file,
+    is_unwritable_image_suffix,
     list_images,
     read_image,
+    writable_formats,
     write_image,
 )
 from ..data.imresize import imresize
 from ..errors import DualSRError
 from ..inference import (
+    MIN_TILE,
     BicubicUpscaler,
     auto_tile,
     available_memory_bytes,
@@ -32,12 +38,19 @@ from ..inference import (
     is_out_of_memory,
 )
 from ..pretrained import DEFAULT_PRESETS, DEFAULT_SCALE, require_default_model, shipped_weights
-from .common import add_inference_options, build_upscaler, ensure_writable_folder
+from .common import (
+    add_inference_options,
+    build_upscaler,
+    ensure_writable_folder,
+    interactive_stderr,
+)
 
 #: Output formats that cannot hold an alpha channel.
 _NO_ALPHA = {".jpg", ".jpeg", ".bmp"}
 #: Smallest LR tile tried when a forward runs out of memory.
-_MIN_TILE = 32
+_MIN_TILE = MIN_TILE
+#: The output format of an input whose own format cannot be written (GIF, ...): lossless, alpha.
+FALLBACK_SUFFIX = ".png"
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -47,7 +60,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         help="upscale images with a DRN model",
         description="Super-resolve images. INPUT may be files, folders (their images; with "
         "--recursive, their whole trees) or glob patterns. Grayscale stays grayscale, alpha is "
-        "upscaled with bicubic, 16-bit grayscale keeps 16 bits, EXIF orientation is applied. "
+        "upscaled with bicubic, 16-bit grayscale keeps 16 bits, EXIF orientation is applied; "
+        "the ICC profile, EXIF and DPI are kept where the output format holds them. "
         "Inputs are never overwritten; one failing file does not stop the others.",
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders or globs")
@@ -66,7 +80,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         type=Path,
         required=True,
         metavar="OUT",
-        help="output folder, or an output file when there is a single input",
+        help="output folder, or an output file when there is a single input (with --recursive, "
+        "an output folder inside an input folder is left out of the input scan)",
     )
     p.add_argument(
         "-r",
@@ -99,7 +114,15 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         "--format",
         default=None,
         choices=[s.lstrip(".") for s in IMAGE_SUFFIXES],
-        help="output format (default: same as the input)",
+        help="output format (default: same as the input; PNG for inputs whose format cannot be "
+        "written, e.g. GIF)",
+    )
+    p.add_argument(
+        "--quality",
+        type=_quality,
+        default=DEFAULT_QUALITY,
+        metavar="Q",
+        help=f"JPEG and WebP output quality, 1-100 (default: {DEFAULT_QUALITY})",
     )
     p.add_argument(
         "--allow-huge",
@@ -138,6 +161,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _quality(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number 1-100, got {text!r}") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 100, got {value}")
+    return value
+
+
 @dataclass
 class InputFile:
     """An image to upscale; ``relative`` is its folder below the input folder it was found in
@@ -147,14 +180,20 @@ class InputFile:
     relative: Path = Path()
 
 
-def expand_inputs(inputs: list[str], recursive: bool = False) -> tuple[list[InputFile], list[str]]:
-    """Files from files, folders and globs (deduplicated, order kept), plus problems found."""
+def expand_inputs(
+    inputs: list[str], recursive: bool = False, exclude: Path | None = None
+) -> tuple[list[InputFile], list[str]]:
+    """Files from files, folders and globs (deduplicated, order kept), plus problems found.
+
+    ``exclude`` (the output folder) is left out when scanning folder trees, so that a rerun
+    with the outputs inside an input tree does not take them as inputs.
+    """
     files: list[InputFile] = []
     problems: list[str] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = _folder_images(path, recursive)
+            found = _folder_images(path, recursive, exclude)
             if not found:
                 more = "" if recursive else " (add --recursive for its subfolders)"
                 problems.append(f"{path}: folder has no images{more}")
@@ -178,11 +217,14 @@ def expand_inputs(inputs: list[str], recursive: bool = False) -> tuple[list[Inpu
     return unique, problems
 
 
-def _folder_images(folder: Path, recursive: bool) -> list[InputFile]:
+def _folder_images(folder: Path, recursive: bool, exclude: Path | None = None) -> list[InputFile]:
     if not recursive:
         return [InputFile(p) for p in list_images(folder)]
+    skip = exclude.resolve() if exclude is not None else None
     found = []
     for root, dirs, names in os.walk(folder):
+        if skip is not None:
+            dirs[:] = [d for d in dirs if (Path(root) / d).resolve() != skip]
         dirs.sort()
         for name in sorted(names):
             path = Path(root) / name
@@ -198,6 +240,11 @@ def scale_suffix(scale: float) -> str:
 
 def check_output(output: Path, n_inputs: int) -> bool:
     """Validate ``-o`` before any work; True when it names a single output file."""
+    if is_unwritable_image_suffix(output.suffix) and not output.is_dir():
+        raise DualSRError(
+            f"-o {output}: {output.suffix.lstrip('.').upper()} images cannot be written; name an "
+            f"output file ending in one of {writable_formats()}, or a folder"
+        )
     as_file = output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir()
     if n_inputs > 1 and output.is_file():
         raise DualSRError(
@@ -222,7 +269,8 @@ def plan_outputs(
     fmt: str | None,
     single_file: bool = False,
 ) -> dict[Path, Path]:
-    """Map each input to its output path; refuses to overwrite an input."""
+    """Map each input to its output path; refuses to overwrite an input. Without ``fmt`` an
+    output keeps its input's format, or is PNG when that format cannot be written (GIF, ...)."""
     plan: dict[Path, Path] = {}
     taken: dict[Path, Path] = {}
     inputs = {f.path.resolve() for f in files}
@@ -230,7 +278,7 @@ def plan_outputs(
         if single_file:
             dst = output
         else:
-            ext = f".{fmt}" if fmt else f.path.suffix
+            ext = f".{fmt}" if fmt else output_suffix(f.path)
             dst = output / f.relative / f"{f.path.stem}{suffix}{ext}"
         key = dst.resolve()
         if key in inputs:
@@ -248,6 +296,11 @@ def plan_outputs(
     return plan
 
 
+def output_suffix(src: Path) -> str:
+    """The output suffix of ``src`` without --format: its own, or PNG if it cannot be written."""
+    return src.suffix if can_write(src.suffix) else FALLBACK_SUFFIX
+
+
 def resize_to(pixels: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """Resize H x W (x C) pixels to ``out_hw`` with MATLAB bicubic (antialiased when shrinking),
     keeping uint8 or float."""
@@ -262,12 +315,15 @@ def upscale_file(
     dst: Path,
     outscale: float | None = None,
     status: Callable[[str], None] | None = None,
+    quality: int = DEFAULT_QUALITY,
 ) -> tuple[int, int]:
     """Upscale one file to ``dst``; returns the output (width, height).
 
     With ``outscale`` the result is resized to exactly ``round(outscale * size)``. A forward
     that runs out of memory is retried with smaller tiles (a warning says so). ``status`` is
     told what is happening (the PNG encoding of a huge output takes tens of seconds).
+    ``quality`` applies to JPEG and WebP outputs; the input's ICC profile, EXIF and DPI are
+    written where the output format holds them.
     """
     image = read_image(src)
     h, w = image.pixels.shape[:2]
@@ -290,7 +346,7 @@ def upscale_file(
     out_h, out_w = image.pixels.shape[:2]
     if status is not None:
         status(f"{src.name}: writing {out_w}x{out_h}")
-    write_image(dst, image)
+    write_image(dst, image, quality=quality)
     return out_w, out_h
 
 
@@ -357,16 +413,17 @@ def run(args: argparse.Namespace) -> int:
         args.model = require_default_model(args.scale or DEFAULT_SCALE)
     if args.allow_huge:
         allow_huge_images()
-    files, problems = expand_inputs(inputs, args.recursive)
+    files, problems = expand_inputs(inputs, args.recursive, exclude=args.output)
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
     if not files:
         raise DualSRError("no input images found")
     single_file = check_output(args.output, len(files))
+    interactive = interactive_stderr()
     tile_bar: list[tqdm] = []  # created on the first multi-tile image
 
     def on_tile(done: int, total: int) -> None:
-        if total <= 1:
+        if total <= 1 or not interactive:  # no nested bar in logs
             return
         if not tile_bar:
             tile_bar.append(tqdm(total=total, unit="tile", leave=False))
@@ -378,31 +435,29 @@ def run(args: argparse.Namespace) -> int:
     final_scale = args.outscale or upscaler.scale
     suffix = scale_suffix(final_scale) if args.suffix is None else args.suffix
     plan = plan_outputs(files, args.output, suffix, args.format, single_file)
-    failed, skipped, done = len(problems), 0, 0
+    _say_format_fallbacks(plan, args.format, single_file)
+    counts = {"done": 0, "skipped": 0, "failed": 0}
     shown = warnings.showwarning
     warnings.showwarning = _warning_through_tqdm  # warning lines do not break the bars
     try:
-        with tqdm(plan.items(), unit="img", desc=f"x{final_scale:g}") as bar:
-            for src, dst in bar:
-                if args.skip_existing and dst.is_file() and dst.stat().st_size > 0:
-                    skipped += 1
-                    continue
-                bar.set_postfix_str(src.name)
-                try:
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    upscale_file(upscaler, src, dst, args.outscale, bar.set_postfix_str)
-                    done += 1
-                except (DualSRError, OSError) as exc:
-                    failed += 1
-                    text = exc if isinstance(exc, DualSRError) else f"{dst}: {exc}"
-                    tqdm.write(f"error: {text}", file=sys.stderr)
+        _upscale_all(upscaler, plan, args, final_scale, interactive, counts)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (cli.Terminated): main sets the status
+        remaining = len(plan) - sum(counts.values())
+        tqdm.write(
+            f"stopped: wrote {counts['done']} image(s) to {args.output}, {remaining} of "
+            f"{len(plan)} not done; rerun the same command with --skip-existing to continue "
+            "(finished outputs are complete, no half-written file is left)",
+            file=sys.stderr,
+        )
+        raise
     finally:
         warnings.showwarning = shown
         for tb in tile_bar:
             tb.close()
-    parts = [f"wrote {done} image(s) to {args.output}"]
-    if skipped:
-        parts.append(f"skipped {skipped} existing")
+    failed = counts["failed"] + len(problems)
+    parts = [f"wrote {counts['done']} image(s) to {args.output}"]
+    if counts["skipped"]:
+        parts.append(f"skipped {counts['skipped']} existing")
     if failed:
         parts.append(f"{failed} failed")
     print(", ".join(parts))
@@ -410,6 +465,60 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {failed} input(s) failed; see the messages above", file=sys.stderr)
         return 1
     return 0
+
+
+def _upscale_all(
+    upscaler,  # noqa: ANN001
+    plan: dict[Path, Path],
+    args: argparse.Namespace,
+    final_scale: float,
+    interactive: bool,
+    counts: dict[str, int],
+) -> None:
+    """The loop of :func:`run`: one file after the other, counting into ``counts``. With a
+    terminal on stderr, a progress bar; otherwise (a log file, CI) one plain line per file."""
+    total = len(plan)
+    with tqdm(plan.items(), unit="img", desc=f"x{final_scale:g}", disable=not interactive) as bar:
+        for i, (src, dst) in enumerate(bar, 1):
+            if args.skip_existing and dst.is_file() and dst.stat().st_size > 0:
+                counts["skipped"] += 1
+                continue
+            bar.set_postfix_str(src.name)
+            status = bar.set_postfix_str if interactive else None
+            start = time.perf_counter()
+            try:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                out_w, out_h = upscale_file(
+                    upscaler, src, dst, args.outscale, status, quality=args.quality
+                )
+                counts["done"] += 1
+            except (DualSRError, OSError) as exc:
+                counts["failed"] += 1
+                text = exc if isinstance(exc, DualSRError) else f"{dst}: {exc}"
+                tqdm.write(f"error: {text}", file=sys.stderr)
+                continue
+            if not interactive:
+                seconds = time.perf_counter() - start
+                print(
+                    f"[{i}/{total}] {src} -> {dst} ({out_w}x{out_h}, {seconds:.1f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+
+def _say_format_fallbacks(plan: dict[Path, Path], fmt: str | None, single_file: bool) -> None:
+    """One note when inputs in formats that cannot be written (GIF, ...) get PNG outputs."""
+    if fmt or single_file:
+        return
+    kinds = sorted({src.suffix.lower() for src in plan if not can_write(src.suffix)})
+    if kinds:
+        names = ", ".join(k.lstrip(".").upper() for k in kinds)
+        n = sum(1 for src in plan if not can_write(src.suffix))
+        print(
+            f"note: {n} input(s) in {names}, which cannot be written: their outputs are "
+            f"{FALLBACK_SUFFIX.lstrip('.').upper()} (--format chooses another)",
+            file=sys.stderr,
+        )
 
 
 def _warning_through_tqdm(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001

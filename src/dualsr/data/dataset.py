@@ -34,6 +34,7 @@ from ..errors import ConfigError, ImageError
 from ..fileio import atomic_write
 from ..models.drn import num_phases
 from .image_io import list_images, load_rgb_uint8
+from .locate import DATA_ENV
 from .pyramid import make_pyramid
 
 CACHE_VERSION = 1
@@ -62,7 +63,10 @@ class ImageRecord:
 def hr_folder(folder: Path) -> Path:
     """``folder``, or its ``HR/`` subfolder when the images live there (benchmark layout)."""
     if not folder.is_dir():
-        raise ConfigError(f"data folder not found: {folder}; check data.train in the config")
+        raise ConfigError(
+            f"data folder not found: {folder}; check data.train in the config (a data set name "
+            f"such as T91 is looked up in ${DATA_ENV})"
+        )
     if not list_images(folder) and (folder / "HR").is_dir():
         return folder / "HR"
     return folder

@@ -3,7 +3,8 @@
 Handled: PNG, JPEG, BMP, WebP, TIFF; EXIF orientation; grayscale (processed as RGB, written back
 as grayscale); an alpha channel (returned separately, to be upscaled with bicubic); 16-bit
 grayscale (kept at 16 bits through a float path). 16-bit-per-channel colour images are refused
-with a clear message, since Pillow decodes them to 8 bits.
+with a clear message, since Pillow decodes them to 8 bits. The ICC profile, EXIF (orientation
+reset to 1 once applied) and DPI are carried to the written image where its format holds them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,22 @@ from ..fileio import atomic_write
 
 _DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+#: JPEG/WebP quality of written images unless told otherwise (1-100).
+DEFAULT_QUALITY = 95
+#: The EXIF orientation tag.
+_ORIENTATION = 0x0112
+#: The metadata each output format can hold (Pillow's save keywords).
+_FORMAT_METADATA = {
+    "PNG": ("icc_profile", "exif", "dpi"),
+    "JPEG": ("icc_profile", "exif", "dpi"),
+    "WEBP": ("icc_profile", "exif"),
+    "TIFF": ("icc_profile", "exif", "dpi"),
+    "BMP": ("dpi",),
+}
+#: A JPEG APP1 segment holds at most this many bytes of EXIF.
+_JPEG_MAX_EXIF = 65533
+#: Image suffixes that Pillow may not know but are clearly images, not folder names.
+_OTHER_IMAGE_SUFFIXES = (".heic", ".heif", ".avif", ".jxl", ".svg", ".dng", ".cr2", ".nef", ".arw")
 _SAVE_FORMATS = {
     ".png": "PNG",
     ".jpg": "JPEG",
@@ -36,13 +53,18 @@ class LoadedImage:
 
     ``pixels`` is H x W x 3 float32 in [0, 255] (16-bit input keeps its precision, scaled to
     that range); ``alpha`` is H x W float32 in [0, 255] or None; ``grayscale`` and ``bits``
-    say how to write the result back.
+    say how to write the result back. ``icc_profile`` (bytes), ``exif`` (bytes, orientation
+    reset to 1 when it was applied) and ``dpi`` are the source's, written back where the
+    output format holds them (the DPI is kept as it is: the upscaled image prints larger).
     """
 
     pixels: np.ndarray
     alpha: np.ndarray | None = None
     grayscale: bool = False
     bits: int = 8
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    dpi: tuple[float, float] | None = None
 
     def rgb_uint8(self) -> np.ndarray:
         """The colour channels as uint8 H x W x 3 (the array itself when it already is)."""
@@ -61,6 +83,32 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def can_write(suffix: str) -> bool:
+    """Whether images can be written with file suffix ``suffix`` (``.png``, ...)."""
+    return suffix.lower() in _SAVE_FORMATS
+
+
+def is_unwritable_image_suffix(suffix: str) -> bool:
+    """Whether ``suffix`` names an image format that dualsr cannot write (``.gif``, ``.heic``,
+    ...): an output path ending so is a mistake, not a folder name."""
+    suffix = suffix.lower()
+    if not suffix or can_write(suffix):
+        return False
+    return suffix in Image.registered_extensions() or suffix in _OTHER_IMAGE_SUFFIXES
+
+
+def writable_formats() -> str:
+    """The writable suffixes, for messages: ``png, jpg, jpeg, bmp, webp, tif, tiff``."""
+    return ", ".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
+
+
+def check_quality(quality: int) -> int:
+    """``quality`` if it is a JPEG/WebP quality (1-100), else ValueError."""
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ValueError(f"quality must be a whole number from 1 to 100, got {quality!r}")
+    return quality
+
+
 def read_image(path: str | Path) -> LoadedImage:
     """Decode ``path``, applying EXIF orientation; ImageError says what is wrong."""
     path = Path(path)
@@ -68,7 +116,9 @@ def read_image(path: str | Path) -> LoadedImage:
         with Image.open(path) as im:
             _refuse_16bit_colour(im, path)
             im.load()
+            orientation = im.getexif().get(_ORIENTATION)
             im = ImageOps.exif_transpose(im)
+            meta = _metadata(im, orientation is not None)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except UnidentifiedImageError:
@@ -83,7 +133,33 @@ def read_image(path: str | Path) -> LoadedImage:
         raise ImageError(
             f"{path}: cannot decode image ({exc}); the file may be truncated"
         ) from None
-    return _from_pil(im, path)
+    image = _from_pil(im, path)
+    image.icc_profile, image.exif, image.dpi = meta
+    return image
+
+
+def _metadata(
+    im: Image.Image, had_orientation: bool
+) -> tuple[bytes | None, bytes | None, tuple[float, float] | None]:
+    """(ICC profile, EXIF bytes, DPI) of an opened image whose orientation was applied; the
+    EXIF orientation, if there was one, becomes 1 (normal), since the pixels are upright now."""
+    icc = im.info.get("icc_profile") or None
+    exif = None
+    try:
+        exif_data = im.getexif()
+        if len(exif_data):
+            if had_orientation:
+                exif_data[_ORIENTATION] = 1
+            exif = exif_data.tobytes()
+    except Exception:  # noqa: BLE001 - damaged EXIF: the pixels are still fine, drop it
+        exif = None
+    dpi = im.info.get("dpi")
+    if dpi is not None:
+        try:
+            dpi = (float(dpi[0]), float(dpi[1]))
+        except (TypeError, ValueError, IndexError):
+            dpi = None
+    return icc, exif, dpi if dpi and dpi[0] > 0 and dpi[1] > 0 else None
 
 
 def _refuse_16bit_colour(im: Image.Image, path: Path) -> None:
@@ -134,21 +210,33 @@ def to_pil(image: LoadedImage) -> Image.Image:
     return out
 
 
-def write_image(path: str | Path, image: LoadedImage | np.ndarray, quality: int = 95) -> Path:
-    """Write atomically; the format follows the suffix. ``image`` may be a uint8 H x W x 3 array."""
+def write_image(
+    path: str | Path, image: LoadedImage | np.ndarray, quality: int = DEFAULT_QUALITY
+) -> Path:
+    """Write atomically; the format follows the suffix. ``image`` may be a uint8 H x W x 3 array.
+
+    ``quality`` (1-100) applies to JPEG and WebP. A LoadedImage's ICC profile, EXIF and DPI are
+    written where the format holds them (PNG, JPEG, TIFF: all three; WebP: ICC and EXIF; BMP:
+    DPI); EXIF too large for a JPEG segment (64 KB) is left out.
+    """
     path = Path(path)
     fmt = _SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ImageError(
-            f"{path}: unsupported output format {path.suffix!r}; use one of "
-            f"{', '.join(IMAGE_SUFFIXES)}"
+            f"{path}: unsupported output format {path.suffix!r}; use one of {writable_formats()}"
         )
+    check_quality(quality)
     pil = Image.fromarray(image) if isinstance(image, np.ndarray) else to_pil(image)
     if fmt in ("JPEG", "BMP") and pil.mode in ("RGBA", "LA"):
         pil = pil.convert("RGB" if pil.mode == "RGBA" else "L")  # these formats drop alpha
     if fmt == "JPEG" and pil.mode == "I;16":
         raise ImageError(f"{path}: JPEG cannot hold 16-bit images; write PNG or TIFF instead")
-    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    kwargs: dict = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    if isinstance(image, LoadedImage):
+        meta = {"icc_profile": image.icc_profile, "exif": image.exif, "dpi": image.dpi}
+        if fmt == "JPEG" and image.exif is not None and len(image.exif) > _JPEG_MAX_EXIF:
+            meta["exif"] = None
+        kwargs.update({k: meta[k] for k in _FORMAT_METADATA[fmt] if meta[k] is not None})
     return atomic_write(path, lambda tmp: pil.save(tmp, format=fmt, **kwargs))
 
 

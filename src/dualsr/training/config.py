@@ -6,7 +6,9 @@ dotted name (``optim.lr``), and :func:`validate` checks the ranges. The resolved
 saved into every run directory (``config.yaml``) and inside every checkpoint.
 
 Paths are written as given; :func:`resolve_paths` makes them absolute against the current
-directory when a run starts, so that a run can be resumed from anywhere.
+directory when a run starts, so that a run can be resumed from anywhere. A ``data.train`` or
+``val.folders`` entry that is no folder there may be a data set name (``T91``, ``Set5``), looked up
+in ``$DUALSR_DATA`` (:mod:`dualsr.data.locate`).
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from ..data.locate import find_dataset
 from ..errors import ConfigError
 
 
-def _path(default: Any = None) -> Any:
-    """A field holding a filesystem path (made absolute by :func:`resolve_paths`)."""
+def _path(default: Any = None, data: bool = False) -> Any:
+    """A field holding a filesystem path (made absolute by :func:`resolve_paths`); ``data``: a
+    folder of images that may also be a data set name (``T91``, :mod:`dualsr.data.locate`)."""
     if isinstance(default, list):
-        return field(default_factory=list, metadata={"path": True})
-    return field(default=default, metadata={"path": True})
+        return field(default_factory=list, metadata={"path": True, "data": data})
+    return field(default=default, metadata={"path": True, "data": data})
 
 
 @dataclass
@@ -59,7 +63,7 @@ class DataSource:
     :func:`dualsr.imresize`. In YAML a plain string is shorthand for ``{hr: ...}``.
     """
 
-    hr: str = _path("")
+    hr: str = _path("", data=True)
     lr: str | None = _path()
 
 
@@ -131,7 +135,7 @@ class LoopConfig:
 class ValConfig:
     """Validation on benchmark folders (PSNR/SSIM on Y, border = scale)."""
 
-    folders: list[str] = _path([])
+    folders: list[str] = _path([], data=True)
     every: int = 1000  # steps; 0 validates only at the end
     tile: int | None = None  # LR tile size for big images (None: whole image)
 
@@ -257,11 +261,13 @@ def resolve_paths(config: TrainConfig, base: str | Path | None = None) -> TrainC
     """A copy of ``config`` whose path fields are absolute (relative ones join ``base``/cwd)."""
     root = Path(base or Path.cwd())
 
-    def fix(value: Any) -> Any:
+    def fix(value: Any, data: bool = False) -> Any:
         if isinstance(value, str) and value:
+            if data and not (root / Path(value).expanduser()).exists():  # a data set name?
+                value = str(find_dataset(value) or value)
             return str((root / Path(value).expanduser()).resolve())
         if isinstance(value, list):
-            return [fix(v) for v in value]
+            return [fix(v, data) for v in value]
         return value
 
     def walk(obj: Any) -> Any:
@@ -272,7 +278,10 @@ def resolve_paths(config: TrainConfig, base: str | Path | None = None) -> TrainC
         changes = {}
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
-            changes[f.name] = fix(value) if f.metadata.get("path") else walk(value)
+            if f.metadata.get("path"):
+                changes[f.name] = fix(value, f.metadata["data"])
+            else:
+                changes[f.name] = walk(value)
         return dataclasses.replace(obj, **changes)
 
     resolved = walk(config)
