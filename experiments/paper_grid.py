@@ -591,7 +591,8 @@ def summary(out: Path) -> list[dict]:
 
 
 # The paper's claims as comparisons "A scores higher than B", each side (family, variant).
-# PAPER_FACTS: lambda 0.001 .. 0.1 improves over primal only, 1 and 10 hurt, 0.1 is used;
+# The DRN paper (Guo et al., CVPR 2020) and its ablations: lambda 0.001 .. 0.1 improves over
+# primal only, 1 and 10 hurt, 0.1 is used;
 # gamma 1 is best; DRC beats DCP, ThiNet and CP at equal size; searched beats manual widths.
 # The x8 claim is this grid's own check, not a comparison the paper makes (its x8 results are
 # the searched and DRC-pruned DRN-S30/50/70 x8 models): the text says so.

@@ -27,6 +27,24 @@ def tiny_model(scale: int = 4, n_feats: int = 4, n_blocks: int = 1, seed: int = 
     return dualsr.DRN(scale, n_feats, n_blocks).eval()
 
 
+def limit_forward_side(monkeypatch: pytest.MonkeyPatch, max_side: int) -> list[int]:
+    """Make ``TorchUpscaler`` run out of memory on inputs (tiles) larger than ``max_side`` pixels;
+    returns the list of every input's larger side, in call order."""
+    from dualsr.inference import TorchUpscaler
+
+    real = TorchUpscaler._forward
+    sizes: list[int] = []
+
+    def limited(self, lr):  # noqa: ANN001, ANN202
+        sizes.append(max(lr.shape[-2:]))
+        if max(lr.shape[-2:]) > max_side:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 99 GB")
+        return real(self, lr)
+
+    monkeypatch.setattr(TorchUpscaler, "_forward", limited)
+    return sizes
+
+
 def random_image(h: int, w: int, seed: int = 0, channels: int = 3) -> np.ndarray:
     """A smooth-ish random uint8 image (noise plus gradients)."""
     rng = np.random.default_rng(seed)

@@ -336,3 +336,38 @@ def test_without_paired_data_only_jpeg_is_estimated(dual_checkpoint: Path, tmp_p
         "blur not estimated"
         in dualsr.load_checkpoint(res.output).metadata["adapt"]["estimate"]["reference"]
     )
+
+
+def test_clean_images_without_paired_data_keep_the_model(
+    dual_checkpoint: Path, tmp_path: Path
+) -> None:
+    lr = tmp_path / "lr"
+    lr.mkdir()
+    for i in range(3):
+        write_image(lr / f"{i}.png", dualsr.imresize(_natural(256, seed=70 + i), 1 / 4))
+    opts = AdaptOptions(**{**FAST, "scheme": "estimate"})
+    res = adapt([lr], tmp_path / "k.safetensors", model=dual_checkpoint, options=opts)
+    assert res.degradation.is_clean and res.step == 0
+    ckpt = dualsr.load_checkpoint(res.output)
+    assert "the model is unchanged" in ckpt.metadata["adapt"]["note"]
+    before = dualsr.load_model(dual_checkpoint).state_dict()
+    assert all(torch.equal(v, before[k]) for k, v in ckpt.model.state_dict().items())
+
+
+def test_cli_paired_takes_data_set_names(
+    lr_folder: Path, dual_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root = tmp_path / "datasets"
+    (root / "T91").mkdir(parents=True)
+    for i in range(2):
+        write_image(root / "T91" / f"h{i}.png", random_image(64, 64, seed=10 + i))
+    out = tmp_path / "named.safetensors"
+    common = ["adapt", str(lr_folder), "-o", str(out), "-m", str(dual_checkpoint), "--steps", "1"]
+    common += ["--precision", "fp32", "--threads", "1", "--scheme", "paper"]
+    assert main([*common, "--paired", "T91", "--data-root", str(root)]) == 0
+    meta = dualsr.load_checkpoint(out).metadata["adapt"]
+    assert meta["steps_done"] == 1
+    out.unlink()
+    assert main([*common, "--paired", "T92", "--data-root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "error: --paired T92: no such folder" in err and str(root) in err and not out.exists()

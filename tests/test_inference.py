@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from dualsr.inference import BicubicUpscaler, TorchUpscaler, self_ensemble, tile_spans
+from dualsr.errors import DualSRError
+from dualsr.inference import (
+    BicubicUpscaler,
+    TorchUpscaler,
+    auto_tile,
+    forward_bytes_per_lr_pixel,
+    self_ensemble,
+    tile_spans,
+)
 
-from .conftest import random_image, tiny_model
+from .conftest import limit_forward_side, random_image, tiny_model
 
 
 def test_tile_spans_cover_exactly_once() -> None:
@@ -86,3 +95,33 @@ def test_bicubic_upscaler_uint8_path() -> None:
     img = random_image(6, 7)
     out = BicubicUpscaler(4)(img)
     assert out.dtype == np.uint8 and out.shape == (24, 28, 3)
+
+
+def test_auto_tile_option_sizes_tiles_to_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_model()
+    per_px = forward_bytes_per_lr_pixel(model, "fp32")
+    monkeypatch.setattr("dualsr.inference.available_memory_bytes", lambda: per_px * 2 * 200**2)
+    up = TorchUpscaler(model, tile="auto", tile_overlap=8, precision="fp32")
+    assert up.tile == auto_tile(model, "fp32", 8) == 176  # 200 - 2 * 8, to a multiple of 16
+    with pytest.raises(ValueError, match="'auto'"):
+        TorchUpscaler(model, tile="big")  # type: ignore[arg-type]
+
+
+def test_upscale_within_memory_halves_tiles_on_oom_from_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes = limit_forward_side(monkeypatch, 60)
+    up = TorchUpscaler(tiny_model(), tile=0, tile_overlap=4, precision="fp32")
+    img = random_image(100, 90)
+    with pytest.warns(UserWarning, match="big.png: out of memory with 100-pixel tiles; retrying"):
+        out = up.upscale_within_memory(img, source="photos/big.png")
+    assert out.shape == (400, 360, 3) and up.tile == 0  # the caller's tile is put back
+    assert sizes[0] == 100 and max(sizes[1:]) <= 56
+
+    def always(self, lr):  # noqa: ANN001, ANN202
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(TorchUpscaler, "_forward", always)
+    oom = pytest.raises(DualSRError, match="out of memory even with 32-pixel tiles")
+    with oom, pytest.warns(UserWarning):
+        up.upscale_within_memory(img, source="big.png")

@@ -14,7 +14,8 @@ from dualsr.models.registry import PRESETS
 from .conftest import FIXTURES
 
 OFFICIAL = json.loads((FIXTURES / "official_keys.json").read_text())
-# Published parameter counts (PAPER_FACTS.md), primal network
+# Published parameter counts (Guo et al., CVPR 2020, "Closed-loop Matters: Dual Regression
+# Networks for Single Image Super-Resolution"), primal network
 PUBLISHED = {
     "drn-s-x4": 4_804_065,
     "drn-l-x4": 9_825_893,

@@ -12,9 +12,9 @@ from dualsr.cli import main
 from dualsr.data import image_io
 from dualsr.data.image_io import write_image
 from dualsr.data.imresize import imresize
-from dualsr.inference import TorchUpscaler, auto_tile, forward_bytes_per_lr_pixel
+from dualsr.inference import auto_tile, forward_bytes_per_lr_pixel
 
-from .conftest import random_image, tiny_model
+from .conftest import limit_forward_side, random_image, tiny_model
 
 
 @pytest.fixture
@@ -168,16 +168,7 @@ def test_alpha_dropped_by_jpeg_is_said(
 def test_out_of_memory_retries_with_smaller_tiles(
     tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture, monkeypatch
 ) -> None:  # noqa: ANN001
-    real = TorchUpscaler._forward
-    sizes: list[int] = []
-
-    def limited(self, lr):  # noqa: ANN001, ANN202
-        sizes.append(max(lr.shape[-2:]))
-        if max(lr.shape[-2:]) > 60:
-            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 99 GB")
-        return real(self, lr)
-
-    monkeypatch.setattr(TorchUpscaler, "_forward", limited)
+    sizes = limit_forward_side(monkeypatch, 60)
     src = tmp_path / "big.png"
     write_image(src, random_image(100, 90))
     dst = tmp_path / "big_x4.png"
@@ -193,11 +184,8 @@ def test_out_of_memory_retries_with_smaller_tiles(
 def test_a_forward_too_big_for_memory_is_tiled_first(
     tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture, monkeypatch
 ) -> None:  # noqa: ANN001
-    from dualsr.cli import upscale as upscale_cli
-
     model = tiny_model()
     per_px = forward_bytes_per_lr_pixel(model, "fp32")
-    monkeypatch.setattr(upscale_cli, "available_memory_bytes", lambda: per_px * 2 * 40 * 40)
     monkeypatch.setattr("dualsr.inference.available_memory_bytes", lambda: per_px * 2 * 40 * 40)
     src = tmp_path / "p.png"
     write_image(src, random_image(80, 70))

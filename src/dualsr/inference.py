@@ -7,9 +7,11 @@ MATLAB-bicubic baseline. Deployment backends (ONNX Runtime) follow the same inte
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -189,6 +191,16 @@ class TiledUpscaler:
     def _run(self, lr: torch.Tensor) -> torch.Tensor:
         return self_ensemble(self._forward, lr) if self.ensemble else self._forward(lr)
 
+    def upscale_within_memory(
+        self,
+        pixels: np.ndarray,
+        out_dtype: type = np.uint8,
+        source: str | os.PathLike = "image",
+    ) -> np.ndarray:
+        """``self(pixels)``, with tiles sized to the memory available and halved on
+        out-of-memory errors: see :func:`upscale_within_memory`."""
+        return upscale_within_memory(self, pixels, out_dtype, source)
+
     def __call__(self, pixels: np.ndarray, out_dtype: type = np.uint8) -> np.ndarray:
         """Upscale H x W x 3 float pixels in [0, 255]; uint8 output (rounded) by default."""
         h, w = pixels.shape[:2]
@@ -231,7 +243,9 @@ class TorchUpscaler(TiledUpscaler):
         model: the DRN (put in eval mode).
         device: "cpu", "cuda", "cuda:N", "mps" or a torch.device (checked: DualSRError if
             it is not available here).
-        tile: LR tile size in pixels; 0 or None processes the whole image at once.
+        tile: LR tile size in pixels; 0 or None processes the whole image at once; ``"auto"``:
+            the largest tile whose forward fits in half the memory available now (at most 4 GiB,
+            :func:`auto_tile`, for the resolved ``precision``).
         tile_overlap: LR pixels of context added on each side of a tile.
         ensemble: average over the 8 flips/transposes (x8 slower).
         progress: optional callback called with (done, total) tiles.
@@ -258,18 +272,24 @@ class TorchUpscaler(TiledUpscaler):
         self,
         model: DRN,
         device: str | torch.device = "cpu",
-        tile: int | None = None,
+        tile: int | str | None = None,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         ensemble: bool = False,
         progress: Callable[[int, int], None] | None = None,
         backend: str = "auto",
         precision: str = "auto",
     ) -> None:
-        super().__init__(model.scale, tile, tile_overlap, ensemble, progress)
+        if isinstance(tile, str) and tile != "auto":
+            raise ValueError(f"tile must be a number of pixels or 'auto', got {tile!r}")
+        super().__init__(
+            model.scale, None if tile == "auto" else tile, tile_overlap, ensemble, progress
+        )
         self.device = check_device(device)
         from .deploy.precision import DTYPES, resolve_precision
 
         self.precision = resolve_precision(precision, self.device)
+        if tile == "auto":
+            self.tile = auto_tile(model, self.precision, self.tile_overlap)
         self.dtype = DTYPES[self.precision]
         if backend not in TORCH_BACKENDS:
             raise ValueError(
@@ -340,6 +360,75 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is an allocation failure (PyTorch's or Python's)."""
     text = str(exc).lower()
     return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate" in text
+
+
+def upscale_within_memory(
+    upscaler: Any,
+    pixels: np.ndarray,
+    out_dtype: type = np.uint8,
+    source: str | os.PathLike = "image",
+) -> np.ndarray:
+    """``upscaler(pixels, out_dtype=out_dtype)``, made to fit in memory (what ``dualsr upscale``
+    does for every image).
+
+    Before the forward: if a DRN upscaler's estimated peak (:func:`forward_bytes_per_lr_pixel`)
+    for the whole image or its current tile exceeds half the memory available, it switches to the
+    largest tile that fits (:func:`auto_tile`), with a warning; an allocation that large may not
+    fail cleanly but get the process killed. During it: a tiled upscaler (one with a ``tile``
+    attribute) that runs out of memory is retried with half the tile size (a multiple of 16, down
+    to :data:`MIN_TILE`), with a warning each time; below that, :class:`DualSRError`. The
+    upscaler's ``tile`` is put back afterwards. ``source`` names the image in the messages.
+    Other upscalers are just called.
+    """
+    first_tile = getattr(upscaler, "tile", None)
+    _fit_tile_to_memory(upscaler, pixels.shape[:2], source)
+    try:
+        while True:
+            try:
+                return upscaler(pixels, out_dtype=out_dtype)
+            except (RuntimeError, MemoryError) as exc:
+                if not is_out_of_memory(exc) or first_tile is None:
+                    raise
+                current = upscaler.tile or max(pixels.shape[:2])
+                smaller = max(MIN_TILE, current // 2 // 16 * 16)
+                if smaller >= current:
+                    raise DualSRError(
+                        f"{source}: out of memory even with {current}-pixel tiles; close other "
+                        "programs or use a smaller model"
+                    ) from None
+                warnings.warn(
+                    f"{Path(source).name}: out of memory with {current}-pixel tiles; retrying "
+                    f"with {smaller}",
+                    stacklevel=2,
+                )
+                upscaler.tile = smaller
+    finally:
+        if first_tile is not None:
+            upscaler.tile = first_tile
+
+
+def _fit_tile_to_memory(upscaler: Any, hw: tuple[int, int], source: str | os.PathLike) -> None:
+    """Switch ``upscaler`` to the largest tile that fits when the forward's estimated memory
+    exceeds half of what is available (see :func:`upscale_within_memory`)."""
+    model = getattr(upscaler, "model", None)
+    if model is None or not hasattr(model, "arch"):
+        return
+    side = upscaler.tile if upscaler.tile and upscaler.tile < max(hw) else None
+    area = (side + 2 * upscaler.tile_overlap) ** 2 if side else hw[0] * hw[1]
+    need = forward_bytes_per_lr_pixel(model, upscaler.precision) * area
+    free = available_memory_bytes()
+    if free is None or need <= free // 2:
+        return
+    tile = auto_tile(model, upscaler.precision, upscaler.tile_overlap)
+    if side is not None and tile >= side:
+        return
+    warnings.warn(
+        f"{Path(source).name}: {'whole' if side is None else f'{side}-pixel tiles'} would need "
+        f"about {need / 2**30:.1f} GiB (estimated, {free / 2**30:.1f} GiB available); using "
+        f"{tile}-pixel tiles",
+        stacklevel=3,
+    )
+    upscaler.tile = tile
 
 
 def _fallback_warning(backend: str, reason: object) -> None:

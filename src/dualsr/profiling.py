@@ -32,15 +32,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .models.drn import count_parameters  # re-exported: profiles report it
+
 #: The size of a 720p output (H, W), the default of the lightweight SR papers.
 DEFAULT_OUTPUT_HW = (720, 1280)
 #: The NTIRE efficient-SR convention: a 256 x 256 input.
 NTIRE_INPUT_HW = (256, 256)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of parameters."""
-    return sum(p.numel() for p in model.parameters())
 
 
 @dataclass(frozen=True)

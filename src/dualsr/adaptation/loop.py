@@ -29,7 +29,7 @@ from ..checkpoint import Checkpoint, load_checkpoint, save_model
 from ..deploy.precision import resolve_precision
 from ..errors import DualSRError
 from ..models.drn import DRN, DualModels
-from ..training.loop import StopSignals
+from ..runcontrol import StopSignals
 from ..training.state import (
     TrainingState,
     encode_state,
@@ -176,6 +176,12 @@ def adapt(
         "precision": precision,
     }
     total = fit_duals + options.steps
+    auto = options.scheme == "estimate" and options.degradation == "auto"
+    if auto and degradation.is_clean and not paired_hr and loaded is None:
+        # nothing to adapt to, and self-pairs alone cost 0.3 dB on clean Set5 (docs/adaptation.md)
+        log.info("the LR images look like clean bicubic downscales: the model is kept as it is")
+        run["note"] = "estimated clean bicubic and no paired data: the model is unchanged"
+        total = fit_duals
     ctx = _Context(net, duals, opt_p, opt_d, source, options, amp, dev, run, state_file)
     metrics: dict[str, float] = {}
     stop_reason = None

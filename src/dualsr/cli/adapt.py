@@ -6,6 +6,7 @@ import argparse
 import signal
 from pathlib import Path
 
+from ..data.locate import add_data_root_option, resolve_data_dirs
 from .common import positive_int
 
 
@@ -33,9 +34,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         nargs="+",
         default=[],
         metavar="DIR",
-        help="folders of HR images for the paired samples (e.g. T91 BSD200); default: pairs "
-        "made from the LR images themselves",
+        help="folders of HR images for the paired samples, or data set names such as T91 "
+        "BSD200 (see --data-root); default: pairs made from the LR images themselves",
     )
+    add_data_root_option(p)
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=positive_int, help="steps (default 300, at most 18 min)")
     budget.add_argument(
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         args.inputs,
         args.output,
         model=args.model,
-        paired=args.paired,
+        paired=resolve_data_dirs(args.paired, args.data_root, option="--paired"),
         options=options,
         resume=args.resume,
         device=args.device,

@@ -18,7 +18,6 @@ from ..inference import (
     BicubicUpscaler,
     TorchUpscaler,
     Upscaler,
-    auto_tile,
     check_device,
 )
 from ..pretrained import BICUBIC, DEFAULT_SCALE, resolve_model
@@ -346,16 +345,14 @@ def build_upscaler(args: argparse.Namespace, scale: int | None = None, progress=
         upscaler = TorchUpscaler(
             model,
             device=args.device,
-            tile=args.tile if isinstance(args.tile, int) else None,
+            tile=args.tile if isinstance(args.tile, int) or args.tile == "auto" else None,
             tile_overlap=args.tile_overlap,
             ensemble=args.self_ensemble,
             progress=progress,
             backend=backend,
             precision=precision,
         )
-        if args.tile == "auto":
-            upscaler.tile = auto_tile(model, upscaler.precision, args.tile_overlap)
-        elif args.tile is None and args.tile_by_default:
+        if args.tile is None and args.tile_by_default:
             upscaler.tile = DEFAULT_TILES[upscaler.precision]
     if scale is not None and upscaler.scale != scale:
         raise ValueError(

@@ -29,14 +29,7 @@ from ..data.image_io import (
 )
 from ..data.imresize import imresize
 from ..errors import DualSRError
-from ..inference import (
-    MIN_TILE,
-    BicubicUpscaler,
-    auto_tile,
-    available_memory_bytes,
-    forward_bytes_per_lr_pixel,
-    is_out_of_memory,
-)
+from ..inference import BicubicUpscaler, upscale_within_memory
 from ..pretrained import DEFAULT_PRESETS, DEFAULT_SCALE, require_default_model, shipped_weights
 from .common import (
     add_inference_options,
@@ -47,8 +40,6 @@ from .common import (
 
 #: Output formats that cannot hold an alpha channel.
 _NO_ALPHA = {".jpg", ".jpeg", ".bmp"}
-#: Smallest LR tile tried when a forward runs out of memory.
-_MIN_TILE = MIN_TILE
 #: The output format of an input whose own format cannot be written (GIF, ...): lossless, alpha.
 FALLBACK_SUFFIX = ".png"
 
@@ -328,7 +319,7 @@ def upscale_file(
     image = read_image(src)
     h, w = image.pixels.shape[:2]
     out_dtype = np.float32 if image.bits == 16 else np.uint8
-    image.pixels = _sr_with_retries(upscaler, image.pixels, out_dtype, src)
+    image.pixels = upscale_within_memory(upscaler, image.pixels, out_dtype, src)
     if image.alpha is not None:
         alpha = BicubicUpscaler(upscaler.scale)(image.alpha[..., None], out_dtype=np.float32)
         image.alpha = np.clip(alpha[..., 0], 0, 255)
@@ -348,60 +339,6 @@ def upscale_file(
         status(f"{src.name}: writing {out_w}x{out_h}")
     write_image(dst, image, quality=quality)
     return out_w, out_h
-
-
-def _sr_with_retries(upscaler, pixels: np.ndarray, out_dtype: type, src: Path) -> np.ndarray:
-    """``upscaler(pixels)``, halving the tile size (down to 32) on out-of-memory errors."""
-    first_tile = getattr(upscaler, "tile", None)
-    _fit_tile_to_memory(upscaler, pixels.shape[:2], src)
-    try:
-        while True:
-            try:
-                return upscaler(pixels, out_dtype=out_dtype)
-            except (RuntimeError, MemoryError) as exc:
-                if not is_out_of_memory(exc) or first_tile is None:
-                    raise
-                current = upscaler.tile or max(pixels.shape[:2])
-                smaller = max(_MIN_TILE, current // 2 // 16 * 16)
-                if smaller >= current:
-                    raise DualSRError(
-                        f"{src}: out of memory even with {current}-pixel tiles; close other "
-                        "programs or use a smaller model"
-                    ) from None
-                warnings.warn(
-                    f"{src.name}: out of memory with {current}-pixel tiles; retrying with "
-                    f"{smaller}",
-                    stacklevel=2,
-                )
-                upscaler.tile = smaller
-    finally:
-        if first_tile is not None:
-            upscaler.tile = first_tile
-
-
-def _fit_tile_to_memory(upscaler, hw: tuple[int, int], src: Path) -> None:
-    """Before a forward whose estimated memory exceeds what is available (e.g. --tile 0 on a
-    big photo), switch to the largest tile that fits, with a warning: an allocation that large
-    may not fail cleanly but get the process killed."""
-    model = getattr(upscaler, "model", None)
-    if model is None or not hasattr(model, "arch"):
-        return
-    side = upscaler.tile if upscaler.tile and upscaler.tile < max(hw) else None
-    area = (side + 2 * upscaler.tile_overlap) ** 2 if side else hw[0] * hw[1]
-    need = forward_bytes_per_lr_pixel(model, upscaler.precision) * area
-    free = available_memory_bytes()
-    if free is None or need <= free // 2:
-        return
-    tile = auto_tile(model, upscaler.precision, upscaler.tile_overlap)
-    if side is not None and tile >= side:
-        return
-    warnings.warn(
-        f"{src.name}: {'whole' if side is None else f'{side}-pixel tiles'} would need about "
-        f"{need / 2**30:.1f} GiB (estimated, {free / 2**30:.1f} GiB available); using "
-        f"{tile}-pixel tiles",
-        stacklevel=2,
-    )
-    upscaler.tile = tile
 
 
 def run(args: argparse.Namespace) -> int:

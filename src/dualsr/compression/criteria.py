@@ -77,6 +77,7 @@ import torch
 
 from ..errors import ConfigError
 from .layers import SearchedLayer
+from .search_space import round_to_multiple
 
 Needs = Literal["weights", "gradients", "features"]
 
@@ -187,11 +188,6 @@ def top_units(scores: torch.Tensor, n_keep: int) -> list[int]:
     return sorted(int(i) for i in order[:n_keep])
 
 
-def round_to_multiple(value: float, multiple: int, low: int, high: int) -> int:
-    """``value`` rounded to the nearest multiple of ``multiple``, clipped to ``[low, high]``."""
-    return int(min(max(multiple * round(value / multiple), low), high))
-
-
 def _check_rate(rate: float) -> None:
     if not 0.0 <= rate < 1.0:
         raise ConfigError(f"pruning rate must be in [0, 1), got {rate}")
@@ -205,7 +201,10 @@ def uniform_config(widths: Sequence[int], rate: float, multiple: int = 4) -> lis
     ``multiple4`` rounding of :func:`rate_config` (not the default: see :func:`floor_config`).
     """
     _check_rate(rate)
-    return [round_to_multiple(w * (1 - rate), multiple, min(multiple, w), w) for w in widths]
+    return [
+        min(max(round_to_multiple(w * (1 - rate), multiple, ties="even"), min(multiple, w)), w)
+        for w in widths
+    ]
 
 
 def floor_config(widths: Sequence[int], rate: float) -> list[int]:

@@ -1,7 +1,8 @@
 """Gradient-based greedy channel selection for one searched layer (``drc``, ``dcp``).
 
-Per layer, as in DCP (Zhuang et al. 2018) and the DRC paper (PAPER_FACTS.md, "Stage 2"), with
-``W`` the weight of the layer's consumer conv:
+Per layer, as in DCP (Zhuang et al. 2018) and stage 2 of the DRC paper (Guo et al., TPAMI 2024,
+"Towards Lightweight Super-Resolution with Dual Regression Learning"), with ``W`` the weight of
+the layer's consumer conv:
 
 1. start with no unit selected: ``W = 0``;
 2. accumulate, over the pruning data, the gradient w.r.t. ``W`` of

@@ -1,9 +1,9 @@
 """The searched layers of a DRN, channel masks, and physical slimming.
 
 A *searched layer* is an inner width that compression may shrink, in the official
-channel-configuration order (PAPER_FACTS.md, "Searched layers"): each down block's inner width,
-then per up stage every RCAB's inner width and the upsampler's group count. For each one we
-know the *producer* convolution whose output channels form that width and the *consumer*
+channel-configuration order (Guo et al., TPAMI 2024, and its released code): each down block's
+inner width, then per up stage every RCAB's inner width and the upsampler's group count. For
+each one we know the *producer* convolution whose output channels form that width and the *consumer*
 convolution that reads them. For the upsampler, producer output channels ``4j .. 4j+3`` become
 channel ``j`` after PixelShuffle(2), so a unit there is a group of 4 producer channels.
 

@@ -78,6 +78,7 @@ from .budget import (
     fit_to_budget,
 )
 from .layers import searched_layers
+from .search_config import ALPHA_BETAS, ALPHA_SCHEDULES, GRAD_CLIP, SELECTIONS
 from .search_data import load_validation_pairs, validation_psnr
 from .search_run import SearchRun, check_resume, run_steps
 from .search_space import (
@@ -94,12 +95,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dualsr.search")
 ALPHA_INIT_STD = 1e-3  # logits start near uniform: 1e-3 * N(0, 1), as in the release
-ALPHA_BETAS = (0.9, 0.999)  # the release's Adam of the logits (DRN/option.py beta1, beta2)
 DARTS_ALPHA_BETAS = (0.5, 0.999)  # the DARTS convention (this package's earlier default)
-ALPHA_SCHEDULES = ("cosine", "constant")  # the logits' learning rate
 LR_MIN = 1e-7  # the release's eta_min, for the weights and the logits
-GRAD_CLIP = 5.0  # the release's w_grad_clip: max gradient norm of the weight step
-SELECTIONS = ("argmax", "budget")  # how the final configuration is chosen
 EPOCH_DIR = "epochs"  # OUT/epochs/channel_config-epoch-0001.txt: the argmax after every epoch
 BEST_CONFIG = "best_channel_config.txt"  # the argmax of the epoch with the best validation PSNR
 
@@ -331,7 +328,7 @@ def search_channels(
             ``[LR, 2x, ..., HR]``, float ``N x 3 x h x w`` in ``[0, 255]``. Iterated repeatedly.
         val_batches: pyramids for the logit updates (the other half).
         target_rate: pruning rate ``r`` in (0, 1) that sets the candidates.
-        ratios, multiple: candidate ratios ``k`` and the width multiple (PAPER_FACTS.md).
+        ratios, multiple: candidate ratios ``k`` and the width multiple (Guo et al., TPAMI 2024).
         order: ``"second"`` (DARTS unrolled) or ``"first"``.
         steps: number of search steps (one logit update and one weight update each).
         epochs: alternatively, passes over ``train_batches`` (needs ``len(train_batches)``).

@@ -29,9 +29,16 @@ from typing import Any, Literal
 
 from ..errors import ConfigError
 from .budget import DEFAULT_INPUT_HW, DEFAULT_TOLERANCE, Budget
-from .search import ALPHA_BETAS, ALPHA_SCHEDULES, GRAD_CLIP, SELECTIONS
 from .search_space import PAPER_RATIOS, check_rate
 
+#: The release's Adam betas of the logits (DRN/option.py beta1, beta2).
+ALPHA_BETAS = (0.9, 0.999)
+#: The logits' learning-rate schedules.
+ALPHA_SCHEDULES = ("cosine", "constant")
+#: The release's w_grad_clip: max gradient norm of the weight step.
+GRAD_CLIP = 5.0
+#: How the final configuration is chosen.
+SELECTIONS = ("argmax", "budget")
 #: What a run needs besides the defaults (checked with ``complete=True``).
 REQUIRED = ("model", "data", "rate", "output")
 #: Checkpoint interval: every 5 minutes (a step count such as 50 is also accepted).

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .. import runcontrol
 from ..errors import ConfigError
 from ..models.drn import DRN, DualModels
+from ..runcontrol import StopSignals, stop_cause
 
 if TYPE_CHECKING:
     from .search_state import SearchCheckpoints, SearchState
@@ -146,8 +148,6 @@ def run_steps(
     (so what it adds to the step's history record is saved with it)."""
     signals: Any = None
     if checkpoints is not None:
-        from ..training.loop import StopSignals
-
         signals = StopSignals()
     try:
         with signals if signals is not None else contextlib.nullcontext():
@@ -182,13 +182,12 @@ def run_steps(
 
 def save_after_error(run: SearchRun, checkpoints: SearchCheckpoints, exc: BaseException) -> None:
     """After an error mid-search, save the steps completed since the last checkpoint."""
-    what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
     if not run.roll_back():
         if run.saved_step is not None:
             log.error(
                 "%s during the weight update of step %d, which cannot be saved; the checkpoint "
                 "of step %d is kept; continue with: %s",
-                what,
+                stop_cause(exc),
                 run.done + 1,
                 run.saved_step,
                 checkpoints.resume_command,
@@ -196,17 +195,13 @@ def save_after_error(run: SearchRun, checkpoints: SearchCheckpoints, exc: BaseEx
         return
     if run.done == 0:
         return
-    if run.saved_step == run.done:
-        saved = f"the checkpoint of step {run.done} is kept"
-    else:
-        try:
-            saved = f"saved {run.save(checkpoints)}"
-        except Exception as save_exc:  # e.g. the disk is full: say so, and report the first error
-            log.error("could not save a checkpoint after the error either: %s", save_exc)
-            return
-    log.error(
-        "%s at step %d: %s; continue with: %s", what, run.done, saved, checkpoints.resume_command
-    )
+
+    def save() -> str:
+        if run.saved_step == run.done:
+            return f"the checkpoint of step {run.done} is kept"
+        return f"saved {run.save(checkpoints)}"
+
+    runcontrol.save_after_error(exc, run.done, save, checkpoints.resume_command, log)
 
 
 def check_resume(state: SearchState, steps: int, layers: int, ratios: int) -> None:

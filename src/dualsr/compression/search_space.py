@@ -20,10 +20,21 @@ from .layers import SearchedLayer
 PAPER_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
-def round_to_multiple(value: int, multiple: int) -> int:
-    """The nearest multiple of ``multiple``; an exact tie rounds down (as the released code)."""
+def round_to_multiple(value: float, multiple: int, ties: str = "down") -> int:
+    """The multiple of ``multiple`` nearest to ``value``.
+
+    An exact tie (``value`` halfway between two multiples) rounds down with ``ties="down"``, as
+    the released search code does for its candidate widths (:func:`candidate_widths`), and to the
+    even multiple of ``multiple`` with ``ties="even"`` (Python's ``round``), as the uniform
+    baselines (:func:`dualsr.compression.criteria.uniform_config`) always have. The two differ
+    only on such ties (e.g. 6 -> 4 or 8 with ``multiple=4``); each caller keeps its own.
+    """
+    if ties == "even":
+        return int(multiple * round(value / multiple))
+    if ties != "down":
+        raise ValueError(f"ties must be 'down' or 'even', got {ties!r}")
     remainder = value % multiple
-    return value - remainder + multiple if 2 * remainder > multiple else value - remainder
+    return int(value - remainder + multiple if 2 * remainder > multiple else value - remainder)
 
 
 def check_rate(rate: float) -> float:
@@ -46,8 +57,8 @@ def candidate_widths(
     """The candidate widths of a layer of full width ``width`` at pruning rate ``rate``.
 
     ``int(width * (1 - rate) * k)`` for each ``k`` in ``ratios``, rounded to the nearest multiple
-    of ``multiple`` (ties down) and clipped to ``[multiple, width]`` (PAPER_FACTS.md). Duplicates
-    are kept, so every layer has ``len(ratios)`` candidates.
+    of ``multiple`` (ties down) and clipped to ``[multiple, width]`` (Guo et al., TPAMI 2024).
+    Duplicates are kept, so every layer has ``len(ratios)`` candidates.
     """
     rate = check_rate(rate)
     if multiple < 1:

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.drn import DRN, RCAB
-from .portable import BicubicUpsample
+from ..models.drn import DRN, RCAB, unet_path
+from .resample import BicubicUpsample
 
 
 class FusedConv(nn.Conv2d):
@@ -205,13 +205,7 @@ class FusedDRN(nn.Module):
         else:
             x = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = self.head(x.to(self.dtype, memory_format=fmt))
-        skips = []
-        for down in self.down:
-            skips.append(x)
-            x = down(x)
-        for stage, up in enumerate(self.stages):
-            x = torch.cat((up(x), skips[self.phases - stage - 1]), dim=1)
+        x = unet_path(self.head(x.to(self.dtype, memory_format=fmt)), self.down, self.stages)
         return self.tail(x.to(self.tail_dtype)).float()
 
 
@@ -236,7 +230,7 @@ def fuse_for_inference(
             fp32.
         fp32_tail: with bf16, run the last convolution in fp32 too (its input is cast up).
         portable_upsample: compute the bicubic pre-upsampling with
-            :class:`~dualsr.deploy.portable.BicubicUpsample` (padding, a fixed convolution and
+            :class:`~dualsr.deploy.resample.BicubicUpsample` (padding, a fixed convolution and
             a pixel shuffle: no ONNX ``Resize`` node when exported) instead of
             ``F.interpolate``; the same image to float32 rounding.
     """

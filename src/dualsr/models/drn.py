@@ -14,6 +14,7 @@ configuration: one inner width per searched layer, in the official file order (s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -211,6 +212,33 @@ def split_channel_config(
 # ----------------------------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------------------------
+def unet_path(
+    x: torch.Tensor,
+    downs: Sequence[Callable[[torch.Tensor], torch.Tensor]],
+    ups: Sequence[Callable[[torch.Tensor], torch.Tensor]],
+    at_level: Callable[[int, torch.Tensor], object] | None = None,
+) -> torch.Tensor:
+    """DRN's U-Net from the head's features ``x`` to the features entering the last tail conv.
+
+    The down blocks halve the resolution one after another (each input is kept as a skip); each
+    up stage upsamples and is concatenated with the skip of its resolution. ``at_level(level, y)``
+    sees the features of every pyramid level, coarsest (0) first, as they are made: where
+    :class:`DRN` computes its lower outputs. The plain, fused and portable forwards all run this
+    one function (same ops, same order: the same numbers).
+    """
+    skips = []
+    for down in downs:
+        skips.append(x)
+        x = down(x)
+    if at_level is not None:
+        at_level(0, x)
+    for stage, up in enumerate(ups):
+        x = torch.cat((up(x), skips[len(skips) - stage - 1]), dim=1)
+        if at_level is not None:
+            at_level(stage + 1, x)
+    return x
+
+
 class DRN(nn.Module):
     """The DRN primal network.
 
@@ -283,14 +311,13 @@ class DRN(nn.Module):
         """The output pyramid and the features entering the last tail conv (for distillation)."""
         x = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
         x = self.head(self.sub_mean(x))
-        skips = []
-        for down in self.down:
-            skips.append(x)
-            x = down(x)
-        outputs = [self.add_mean(self.tail[0](x))]
-        for stage, up in enumerate(self.up_blocks):
-            x = torch.cat((up(x), skips[self.phases - stage - 1]), dim=1)
-            outputs.append(self.add_mean(self.tail[stage + 1](x)))
+        outputs: list[torch.Tensor] = []
+        x = unet_path(
+            x,
+            self.down,
+            self.up_blocks,
+            lambda level, y: outputs.append(self.add_mean(self.tail[level](y))),
+        )
         return outputs, x
 
     def channel_widths(self) -> list[int]:

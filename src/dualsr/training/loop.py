@@ -18,8 +18,6 @@ import contextlib
 import json
 import logging
 import math
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
 from ..losses import DualRegressionLoss, hr_loop
 from ..models.drn import DRN, DualModels
+from ..runcontrol import StopSignals, save_after_error
 from . import distributed as dist
 from .builders import build_loader, build_model, build_optimizer, load_teacher, lr_at
 from .config import TrainConfig, resolve_paths, save_config
@@ -265,31 +264,6 @@ class TrainResult:
 
     def __fspath__(self) -> str:
         return str(self.run_dir)
-
-
-class StopSignals:
-    """Turn the first SIGINT/SIGTERM into a request to save and stop; a second SIGINT aborts."""
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        name = signal.Signals(signum).name
-        if self.received and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = name
-        log.warning("%s received: saving a checkpoint after this step, then stopping", name)
 
 
 class MetricsLog:
@@ -727,18 +701,12 @@ def _save_after_error(
     last completed step: an error inside a step leaves the weights of the step before)."""
     if not info.is_main or t.step == 0 or t.saved_step == t.step:
         return
-    try:
-        path = _save(t, cfg, run_dir)
-    except Exception as save_exc:  # e.g. the disk is full: say so, and report the first error
-        log.error("could not save a checkpoint after the error either: %s", save_exc)
-        return
-    what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by an error"
-    log.error(
-        "%s at step %d: saved %s; continue with: dualsr train --resume %s",
-        what,
+    save_after_error(
+        exc,
         t.step,
-        path,
-        run_dir,
+        lambda: f"saved {_save(t, cfg, run_dir)}",
+        f"dualsr train --resume {run_dir}",
+        log,
     )
 
 
