@@ -77,7 +77,64 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--output", type=Path, default=Path("benchmarks/results/adapt_degradations.json")
     )
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the table of --output (mean +- std over seeds of the change against the "
+        "unadapted model); no jobs",
+    )
     return p.parse_args()
+
+
+def summary_rows(jobs: dict) -> list[dict]:
+    """One row per (set, degradation, scheme and steps): the seeds' PSNR/SSIM changes against
+    the unadapted model, their mean and sample standard deviation, and the paired LR used."""
+    cells: dict[tuple, list[tuple[str, dict]]] = {}
+    for key, row in jobs.items():
+        parts = key.split("|")
+        if len(parts) != 5 or "delta_psnr" not in row:
+            continue
+        name, spec, scheme, seed, steps = parts
+        cells.setdefault((name, spec, scheme, steps), []).append((seed, row))
+    rows = []
+    for (name, spec, scheme, steps), runs in cells.items():
+        base = jobs[f"{name}|{spec}|unadapted"]
+        dp = np.array([r["delta_psnr"] for _, r in runs])
+        ds = np.array([r["ssim"] - base["ssim"] for _, r in runs])
+        rows.append(
+            {
+                "set": name,
+                "degradation": spec,
+                "scheme": scheme,
+                "steps": steps,
+                "seeds": sorted(s for s, _ in runs),
+                "bicubic_psnr": jobs[f"{name}|{spec}|bicubic"]["psnr"],
+                "unadapted_psnr": base["psnr"],
+                "unadapted_ssim": base["ssim"],
+                "delta_psnr_mean": float(dp.mean()),
+                "delta_psnr_std": float(dp.std(ddof=1)) if len(dp) > 1 else None,
+                "delta_ssim_mean": float(ds.mean()),
+                "paired_lr": sorted({r["degradation"] for _, r in runs}),
+            }
+        )
+    return sorted(rows, key=lambda r: (r["degradation"], r["scheme"], r["set"]))
+
+
+def print_summary(jobs: dict) -> None:
+    """The summary table as Markdown."""
+    print(
+        "| LR made with | set | scheme | seeds | bicubic | unadapted | adapted change (dB) "
+        "| SSIM change | paired LR |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in summary_rows(jobs):
+        std = f" +- {r['delta_psnr_std']:.3f}" if r["delta_psnr_std"] is not None else ""
+        print(
+            f"| {r['degradation']} | {r['set']} | {r['scheme']} | {len(r['seeds'])} "
+            f"| {r['bicubic_psnr']:.2f} | {r['unadapted_psnr']:.2f} / {r['unadapted_ssim']:.4f} "
+            f"| {r['delta_psnr_mean']:+.3f}{std} | {r['delta_ssim_mean']:+.4f} "
+            f"| {', '.join(r['paired_lr'])} |"
+        )
 
 
 def degraded_set(data: Path, name: str, spec: str, work: Path, scale: int) -> tuple[Path, list]:
@@ -163,7 +220,14 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = json.loads(args.output.read_text()) if args.output.is_file() else {}
+    if args.summary:
+        print_summary(results.get("jobs", {}))
+        return 0
     results["machine"] = machine()
+    commands = results.setdefault("commands", [])
+    command = "python " + " ".join(sys.argv)
+    if command not in commands:
+        commands.append(command)
     jobs = results.setdefault("jobs", {})
     base_path = resolve_checkpoint_path(args.model)
     import dualsr
