@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _machine import machine  # noqa: E402
 
-from dualsr.adaptation import AdaptOptions, adapt, parse_degradation  # noqa: E402
+from dualsr.adaptation import AdaptOptions, adapt, parse_degradation, state_path  # noqa: E402
 from dualsr.data.image_io import list_images, load_rgb_uint8, write_image  # noqa: E402
 from dualsr.evaluation import crop_to_scale, score  # noqa: E402
 from dualsr.fileio import atomic_write_bytes  # noqa: E402
@@ -194,6 +194,7 @@ def run_job(item: tuple, args: argparse.Namespace, base_path: str, paired: list,
         options=opts,
         device=args.device,
         progress=False,
+        resume=state_path(out).exists(),  # a job cut short by a stop continues where it was
     )
     seconds = time.perf_counter() - t0
     up = TorchUpscaler(res.model, device=args.device, precision="fp32")

@@ -137,13 +137,15 @@ def test_estimate_tells_jpeg_and_blur_from_clean(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr("dualsr.adaptation.estimate.REFERENCE_CROPS", 12)  # fast enough here
     refs = [_natural(256, seed=40 + i) for i in range(4)]
     hrs = [_natural(256, seed=60 + i) for i in range(3)]
-    for truth in ("bicubic", "blur=2,jpeg=30"):
+    for truth in ("bicubic", "blur=2,jpeg=30", "down=nearest"):
         deg = parse_degradation(truth)
         est, report = estimate_degradation([deg.apply(h, 4) for h in hrs], refs, 4)
         if deg.is_clean:
-            assert est.jpeg is None and est.blur <= 0.8, report
+            assert est.is_clean, report
+        elif deg.down == "nearest":
+            assert est == Degradation(down="nearest"), report
         else:
-            assert est.jpeg is not None and est.blur >= 1.2, report
+            assert est.jpeg is not None and est.blur >= 1.2 and est.down == "bicubic", report
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,7 +218,7 @@ def test_estimate_scheme_with_paired_data(
     assert meta["paired_images"] == 1 and meta["paired_sets"] == ["hr"]
 
 
-def test_estimate_on_clean_bicubic_images_is_the_paper_scheme(
+def test_estimate_on_clean_bicubic_images_keeps_the_model_even_with_paired_data(
     dual_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("dualsr.adaptation.estimate.REFERENCE_CROPS", 12)
@@ -227,9 +229,17 @@ def test_estimate_on_clean_bicubic_images_is_the_paper_scheme(
         write_image(hr / f"{i}.png", _natural(256, seed=80 + i))
     opts = AdaptOptions(**{**FAST, "scheme": "estimate"})
     res = adapt([lr], tmp_path / "k.safetensors", model=dual_checkpoint, paired=[hr], options=opts)
-    assert res.degradation.is_clean and res.step == 4
-    meta = dualsr.load_checkpoint(res.output).metadata["adapt"]
+    assert res.degradation.is_clean and res.step == 0
+    ckpt = dualsr.load_checkpoint(res.output)
+    meta = ckpt.metadata["adapt"]
     assert meta["degradation"] == "bicubic" and meta["estimate"]["jpeg_quality"] is None
+    assert "the model is unchanged" in meta["note"]
+    before = dualsr.load_model(dual_checkpoint).state_dict()
+    assert all(torch.equal(v, before[k]) for k, v in ckpt.model.state_dict().items())
+    # the paper's scheme adapts on the same images
+    opts = AdaptOptions(**{**FAST, "scheme": "paper"})
+    res = adapt([lr], tmp_path / "p.safetensors", model=dual_checkpoint, paired=[hr], options=opts)
+    assert res.step == 4
 
 
 def test_resume_after_interrupt_equals_uninterrupted(

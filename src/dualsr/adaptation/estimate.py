@@ -10,7 +10,8 @@ Blur is then found by statistics matching: three statistics of the luma (the fin
 energy over the next band's, which blur lowers; an 8x8 blockiness ratio; Immerkaer's noise
 estimate) of the user's images are compared with those of synthetic LR images made, with each
 candidate blur and the detected JPEG, from reference HR images (the paired data); the closest
-wins. Without paired data the blur is not estimated (``estimate_blur`` False): taking the
+wins; the candidates are the blurs below with bicubic downscaling and plain nearest-neighbour
+downscaling. Without paired data the blur is not estimated (``estimate_blur`` False): taking the
 user's LR images themselves as the reference over-estimated it by 0.4-1.6 and took clean Set5
 for blur 1.6, which cost 5 dB (docs/adaptation.md). Noise is not estimated (blur and noise
 trade off in these statistics, and clean images were taken for blurred noisy ones).
@@ -34,6 +35,12 @@ from .degradations import Degradation, gaussian_blur
 BLURS = (0.0, 1.2, 1.6, 2.0, 2.4, 2.8)
 NOISES = (0.0,)
 JPEGS = (None, 90, 75, 60, 45, 30)
+#: Downscales other than bicubic tried (without blur). Nearest-neighbour LR images alias: their
+#: finest band and noise statistic sit far above every bicubic candidate's (statistics on
+#: Set5/Set14/BSD100 and T91+BSD200 references: distance 0.004-0.036 to the nearest candidate,
+#: 0.13-0.26 to the next), while clean bicubic images never came closer to it than to bicubic.
+#: Nearest with blur is left out: blur 1.2 + nearest lies close to clean bicubic.
+OTHER_DOWNSCALES = ("nearest",)
 #: JPEG qualities tried by the detector, and the libjpeg luminance table's first AC entries.
 JPEG_QUALITIES = tuple(range(95, 4, -5))
 _LUMA_TABLE = {(0, 1): 11, (1, 0): 12, (1, 1): 12, (0, 2): 10, (2, 0): 14}
@@ -197,12 +204,15 @@ def estimate_degradation(
         return Degradation(), {"target": target.__dict__, "note": "no reference large enough"}
     best, best_dist, best_stats = Degradation(), float("inf"), None
     goal = target.vector()
-    blurred: dict[float, list[np.ndarray]] = {}
+    blurred: dict[tuple[float, str], list[np.ndarray]] = {}
     jpeg = detect_jpeg(lr_images)
-    for cand in [Degradation(blur=b, jpeg=jpeg) for b in BLURS]:
+    for cand in [Degradation(blur=b, jpeg=jpeg) for b in BLURS] + [
+        Degradation(down=down, jpeg=jpeg) for down in OTHER_DOWNSCALES
+    ]:
         rng = np.random.default_rng(seed)
         base = blurred.setdefault(
-            cand.blur, [Degradation(blur=cand.blur).apply(c, scale) for c in crops]
+            (cand.blur, cand.down),
+            [Degradation(blur=cand.blur, down=cand.down).apply(c, scale) for c in crops],
         )
         rest = Degradation(noise=cand.noise, jpeg=cand.jpeg)
         lrs = [rest.apply(b, 1, rng) for b in base]
