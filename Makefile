@@ -1,6 +1,7 @@
 # Two commands for a fresh machine:
 #   make demo   - set up .venv and run the demo (upscale sample images, compare with bicubic)
-#   make test   - set up .venv and run the test suite
+#   make test   - set up .venv and run the test suite (lint, the fast tests, then the slow ones)
+# While developing: make test-fast (lint + the fast tests: `pytest`, which deselects `slow`).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.dualsr-installed
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test test-fast lint setup clean
 
 setup: $(STAMP)
 
@@ -22,7 +23,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/dualsr demo --out demo_output
 
-test: $(STAMP)
+test: test-fast
+	$(BIN)/python -m pytest -m slow
+
+test-fast: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments
 	$(BIN)/python -m pytest
 

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 import dualsr
-from dualsr.compression.criteria import uniform_config
 from dualsr.compression.prune import prune_model
+from dualsr.compression.pruning.widths import uniform_config
 from dualsr.data.image_io import list_images, load_rgb_uint8
 from dualsr.data.pyramid import make_pyramid
 from dualsr.evaluation import evaluate_folder

@@ -93,6 +93,7 @@ def compare(
     criterion = get_criterion(method)
     if criterion.needs != "gradients":
         raise ValueError(f"--method must be a gradient method (drc, dcp), got {method!r}")
+    criterion = get_criterion(method, score=score)  # the greedy scores with the criterion's rule
     config = check_channel_config(model, config)
     official = PruneOptions(
         method=method,

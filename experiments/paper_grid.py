@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dualsr import count_parameters, load_model
-from dualsr.compression.search_state import has_search_checkpoints
+from dualsr.compression.search.checkpoints import has_search_checkpoints
 from dualsr.provenance import read_metrics, training_cost
 from dualsr.training.state import run_has_checkpoints
 
@@ -382,7 +382,7 @@ def released_width_choices() -> list[dict]:
     import torch
 
     from dualsr.compression.layers import searched_layers
-    from dualsr.compression.search_space import candidate_widths
+    from dualsr.compression.search.space import candidate_widths
     from dualsr.models.registry import create_model, preset_channel_config
 
     rows = []

@@ -37,6 +37,7 @@ def test_ceiling_times_both_layouts() -> None:
     assert ceiling.layout in ceiling.layouts and len(ceiling.times_s) == 2
 
 
+@pytest.mark.slow  # a real subprocess or end-to-end run: `make test` runs it
 def test_benchmark_runs_every_backend_and_reports_failures(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

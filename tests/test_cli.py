@@ -181,6 +181,7 @@ def test_eval_writes_table_csv_and_json(
     assert main(["eval", "-m", str(tiny_checkpoint), "--scale", "8", "--data", str(data)]) == 1
 
 
+@pytest.mark.slow  # a real subprocess or end-to-end run: `make test` runs it
 def test_models_and_help_run_as_a_console_script() -> None:
     res = subprocess.run(
         [sys.executable, "-m", "dualsr", "models"], capture_output=True, text=True, check=True

@@ -7,31 +7,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dualsr.compression import criteria
 from dualsr.compression.criteria import (
     CRITERIA,
-    DEFAULT_RATE_ROUNDING,
+    L1,
+    get_criterion,
+    register_criterion,
+)
+from dualsr.compression.criteria.cp import cp_select
+from dualsr.compression.criteria.l1 import l1_scores
+from dualsr.compression.criteria.thinet import thinet_select
+from dualsr.compression.layers import SearchedLayer
+from dualsr.compression.pruning.features import FeatureStats
+from dualsr.compression.pruning.scores import (
     DEFAULT_SCORE,
     GRADIENT_SCORES,
-    Criterion,
-    FeatureStats,
-    cp_select,
-    floor_config,
-    get_criterion,
     gradient_norm_scores,
     gradient_scores,
-    l1_scores,
+    summed_gradient_norm_scores,
+    top_units,
+)
+from dualsr.compression.pruning.solvers import (
     lasso,
     lasso_select,
     lasso_select_moments,
     least_squares,
+)
+from dualsr.compression.pruning.widths import (
+    DEFAULT_RATE_ROUNDING,
+    floor_config,
     rate_config,
-    register_criterion,
-    summed_gradient_norm_scores,
-    thinet_select,
-    top_units,
     uniform_config,
 )
-from dualsr.compression.layers import SearchedLayer
 from dualsr.errors import ConfigError
 
 
@@ -242,13 +249,40 @@ def test_feature_stats_contributions() -> None:
     assert stats.contributions().tolist() == [[0.0, 4.0], [8.0, 30.0]]
 
 
+def test_the_names_of_the_former_criteria_module_stay_importable_from_it() -> None:
+    # experiments/*.sh and user code import e.g. uniform_config from dualsr.compression.criteria
+    for name in (
+        "uniform_config",
+        "floor_config",
+        "rate_config",
+        "GRADIENT_SCORES",
+        "FeatureStats",
+        "least_squares",
+        "lasso_select",
+        "top_units",
+        "cp_select",
+        "thinet_select",
+        "l1_scores",
+        "check_choice",
+        "THINET_ERRORS",
+        "CP_DESIGNS",
+    ):
+        assert getattr(criteria, name) is not None, name
+    assert criteria.uniform_config is uniform_config and criteria.cp_select is cp_select
+    assert set(criteria.__all__) <= set(dir(criteria))
+
+
 def test_registry_lists_every_method_and_rejects_duplicates() -> None:
     assert set(CRITERIA) == {"drc", "dcp", "thinet", "cp", "l1", "uniform"}
     assert CRITERIA["drc"].dual and not CRITERIA["dcp"].dual
     assert CRITERIA["uniform"].configure is rate_config
-    assert get_criterion("DRC") is CRITERIA["drc"]
+    assert type(get_criterion("DRC")) is CRITERIA["drc"]
+
+    class AnotherL1(L1):
+        name = "l1"
+
     with pytest.raises(KeyError, match="already registered"):
-        register_criterion(Criterion("l1", "weights", l1_scores, "again"))
+        register_criterion(AnotherL1)
     with pytest.raises(ConfigError, match="unknown pruning method 'magic'.*drc"):
         get_criterion("magic")
 
@@ -274,8 +308,8 @@ def test_official_score_sums_the_per_filter_gradient_norms() -> None:
     assert top_units(gradient_scores(grad, "dcp-paper"), 1) == [0]
     # the registered gradient criteria score with the official rule unless told otherwise
     for name in ("drc", "dcp"):
-        assert CRITERIA[name](grad).tolist() == [5.0, 7.0]
-        assert CRITERIA[name](grad, score="dcp-paper").tolist() == [5.0, 5.0]
+        assert get_criterion(name).scores(grad).tolist() == [5.0, 7.0]
+        assert get_criterion(name, score="dcp-paper").scores(grad).tolist() == [5.0, 5.0]
     with pytest.raises(ConfigError, match="unknown gradient score 'l2'.*official, dcp-paper"):
         gradient_scores(grad, "l2")
 

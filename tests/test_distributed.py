@@ -52,6 +52,7 @@ def _worker(rank: int, tmp: str, port: int) -> None:
         tdist.destroy_process_group()
 
 
+@pytest.mark.slow  # a real subprocess or end-to-end run: `make test` runs it
 @pytest.mark.skipif(not tdist.is_available(), reason="torch.distributed not available")
 def test_two_cpu_processes_train_identically(tmp_path: Path) -> None:
     tiny_config(tmp_path)  # writes the images once, before the processes start

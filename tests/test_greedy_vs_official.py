@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 from types import ModuleType
@@ -18,12 +18,7 @@ from .conftest import random_image
 
 
 def _script() -> ModuleType:
-    path = Path(__file__).parents[1] / "experiments" / "greedy_vs_official.py"
-    spec = importlib.util.spec_from_file_location("greedy_vs_official", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("experiments.greedy_vs_official")
 
 
 def _inputs(tmp_path: Path) -> list[str]:

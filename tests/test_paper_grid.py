@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -15,15 +14,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def grid() -> Iterator[ModuleType]:
-    path = Path(__file__).parents[1] / "experiments" / "paper_grid.py"
-    spec = importlib.util.spec_from_file_location("paper_grid", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["paper_grid"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["paper_grid"]
+def grid() -> ModuleType:
+    return importlib.import_module("experiments.paper_grid")
 
 
 def _args(grid: ModuleType, tmp_path: Path, *extra: str):
@@ -452,6 +444,7 @@ def _eval_setup(grid: ModuleType, tmp_path: Path):
     return args, dualsr.save_model(tmp_path / "tiny.safetensors", tiny_model())
 
 
+@pytest.mark.slow  # a real subprocess or end-to-end run: `make test` runs it
 def test_run_job_runs_missing_commands_evaluates_and_records_their_time(grid, tmp_path) -> None:
     args, ckpt = _eval_setup(grid, tmp_path)
     copy = "import shutil, sys; shutil.copy(sys.argv[1], 'model.safetensors')"
@@ -472,6 +465,7 @@ def test_run_job_runs_missing_commands_evaluates_and_records_their_time(grid, tm
         grid.run_job(job, args)
 
 
+@pytest.mark.slow  # a real subprocess or end-to-end run: `make test` runs it
 def test_interrupted_training_resumes_only_from_a_checkpoint(grid, tmp_path, monkeypatch) -> None:
     """A run stopped before its first checkpoint starts over; one with a checkpoint resumes, and
     so does a search."""

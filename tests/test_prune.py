@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,16 @@ import torch.nn.functional as F
 
 import dualsr
 from dualsr.compression import greedy, prune
-from dualsr.compression.criteria import Criterion, FeatureStats, get_criterion
+from dualsr.compression.criteria import (
+    CRITERIA,
+    Criterion,
+    LayerContext,
+    feature_based,
+    get_criterion,
+    register_criterion,
+)
+from dualsr.compression.criteria.drc import DRC
+from dualsr.compression.criteria.l1 import l1_scores
 from dualsr.compression.layers import ChannelMasks, SearchedLayer, hard_masks, searched_layers
 from dualsr.compression.prune import (
     LayerObjective,
@@ -24,6 +35,9 @@ from dualsr.compression.prune import (
     prune_model,
     teacher_features,
 )
+from dualsr.compression.pruning.features import FeatureStats
+from dualsr.compression.pruning.objective import consumer_inputs
+from dualsr.compression.pruning.scores import top_units
 from dualsr.errors import ConfigError, DualSRError
 
 from .conftest import FIXTURES
@@ -267,7 +281,7 @@ def test_thinet_targets_come_from_the_network_being_pruned(
         seen.append((layer.index, stats, own))
         return stats
 
-    monkeypatch.setattr(prune, "collect_feature_stats", spy)
+    monkeypatch.setattr(feature_based, "collect_feature_stats", spy)
     opts = PruneOptions(method="thinet", thinet_targets=targets)
     result = prune_masked(model, duals, config, batches, opts)
     assert [index for index, _, _ in seen] == [0, 1]
@@ -431,10 +445,11 @@ def test_select_greedy_keeps_warm_started_slices_and_counts_its_passes(variant: 
 def test_select_greedy_freezes_the_weight_again_when_it_fails(variant: str) -> None:
     work, duals, layer, pretrained, batches, targets = _greedy_setup()
 
-    def broken(grad: torch.Tensor, score: str = "official") -> torch.Tensor:
-        raise RuntimeError("scoring failed")
+    class Broken(DRC):
+        def scores(self, grad: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("scoring failed")
 
-    criterion = Criterion("broken", "gradients", broken, "raises", dual=True)
+    criterion = Broken()
     with pytest.raises(RuntimeError, match="scoring failed"):
         greedy.select_greedy(
             work,
@@ -463,12 +478,13 @@ def test_select_greedy_scores_with_the_chosen_rule(variant: str, score: str) -> 
     work, duals, layer, pretrained, batches, targets = _greedy_setup()
     seen: list[str] = []
 
-    def spy(grad: torch.Tensor, score: str = "official") -> torch.Tensor:
-        seen.append(score)
-        return get_criterion("drc")(grad, score=score)
+    class Spy(DRC):  # records the score rule
+        def scores(self, grad: torch.Tensor) -> torch.Tensor:
+            seen.append(self.score)
+            return super().scores(grad)
 
-    criterion = Criterion("spy", "gradients", spy, "records the score rule", dual=True)
     opts = PruneOptions(greedy=variant, score=score, local_epochs=0, final_epochs=0)
+    criterion = Spy.from_options(opts)  # the score rule from the options, as the pruning loop
     keep, _ = greedy.select_greedy(
         work, layer, pretrained, duals, 3, batches, targets, criterion, opts
     )
@@ -674,17 +690,11 @@ def test_greedy_vs_official_experiment_runs_on_a_tiny_model(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """experiments/greedy_vs_official.py end to end: tiny model, synthetic images, seconds."""
-    import importlib.util
+    from experiments import greedy_vs_official as script
 
     from dualsr.data.image_io import write_image
 
     from .conftest import random_image
-
-    path = Path(__file__).parents[1] / "experiments" / "greedy_vs_official.py"
-    spec = importlib.util.spec_from_file_location("greedy_vs_official", path)
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
 
     model, duals = _tiny()
     ckpt = dualsr.save_model(tmp_path / "tiny.safetensors", model, duals)
@@ -745,3 +755,99 @@ def test_prune_progress_draws_one_bar_on_a_terminal(capsys: pytest.CaptureFixtur
     lines = capsys.readouterr().out.splitlines()
     assert [ln.split()[:2] for ln in lines] == [["layer", "0"], ["layer", "1"], ["layer", "2"]]
     assert all("eta" not in ln for ln in lines)  # the bar shows it
+
+
+# ----------------------------------------------------------------------------------------------
+# Criteria are an extension point: a new one is a class, registered, and the loop runs it
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class ReversedL1(Criterion):
+    """A test criterion with an option: keeps the units of the *smallest* L1 norm."""
+
+    name = "reversed-l1"
+    description = "the smallest L1 norms (a test criterion)"
+    needs = "weights"
+
+    source: str = "producer"  # an option: whose weights are measured (l1_scores' source)
+
+    def select(self, context: LayerContext, n_keep: int) -> list[int]:
+        return top_units(-l1_scores(context.layer, self.source), n_keep)  # type: ignore[arg-type]
+
+
+@dataclass
+class ActivationMean(Criterion):
+    """A test criterion that reads pruning data: keeps the units of the largest mean absolute
+    consumer input on one pass."""
+
+    name = "activation-mean"
+    description = "the largest mean |input| (a test criterion)"
+    needs = "features"
+
+    def select(self, context: LayerContext, n_keep: int) -> list[int]:
+        batches, _ = context.feed(None).next_pass()
+        conv = context.layer.consumer
+        total = sum(
+            x.abs().mean(dim=(0, 2, 3)) for x in consumer_inputs(context.model, conv, batches)
+        )
+        context.feature_passes += 1
+        return top_units(total, n_keep)
+
+
+@pytest.fixture
+def reversed_l1() -> Iterator[type[ReversedL1]]:
+    register_criterion(ReversedL1)
+    try:
+        yield ReversedL1
+    finally:
+        del CRITERIA[ReversedL1.name]
+
+
+def test_a_registered_criterion_class_prunes_by_name_with_options_and_from_the_cli(
+    reversed_l1: type[ReversedL1],
+    tmp_path: Path,
+    tiny_checkpoint: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    from dualsr.cli import main
+
+    model, _ = _tiny()
+    config = _half(model)
+    layers = searched_layers(model)
+    smallest = [top_units(-l1_scores(layer), n) for layer, n in zip(layers, config, strict=True)]
+    by_consumer = [
+        top_units(-l1_scores(layer, "consumer"), n) for layer, n in zip(layers, config, strict=True)
+    ]
+    assert smallest != by_consumer  # the option matters on this model
+    # by name (no data: needs="weights"), and as an instance with its option
+    result = prune_model(model, None, config, None, method="reversed-l1")
+    assert result.keep == smallest and result.model.channel_widths() == config
+    assert result.stats.method == "reversed-l1" and result.stats.data_draws == 0
+    assert get_criterion("Reversed-L1", source="consumer") == ReversedL1(source="consumer")
+    result = prune_model(model, None, config, None, method=ReversedL1(source="consumer"))
+    assert result.keep == by_consumer
+    # the CLI lists it and runs it
+    with pytest.raises(SystemExit):
+        main(["prune", "--help"])
+    assert "reversed-l1" in capsys.readouterr().out
+    out = tmp_path / "r.safetensors"
+    args = ["prune", "-m", str(tiny_checkpoint), "--rate", "0.5", "--method", "reversed-l1"]
+    assert main([*args, "-o", str(out)]) == 0
+    assert dualsr.load_checkpoint(out).metadata["method"] == "reversed-l1"
+
+
+def test_a_criterion_that_reads_pruning_data_gets_it_from_its_context() -> None:
+    model, duals = _tiny()
+    config = _half(model)
+    batches = [_pyramid(seed=1), _pyramid(seed=2)]
+    result = prune_masked(model, duals, config, batches, PruneOptions(method=ActivationMean()))
+    pruned = [
+        i for i, (n, w) in enumerate(zip(config, model.channel_widths(), strict=True)) if n < w
+    ]
+    assert result.stats.feature_passes == len(pruned) and result.stats.data_draws == 1
+    assert result.stats.teacher_passes == 0  # feed(None): no targets computed
+    # the first layer's choice is computed from the original model's inputs (nothing pruned yet)
+    first = searched_layers(model)[0].consumer
+    total = sum(x.abs().mean(dim=(0, 2, 3)) for x in consumer_inputs(model, first, batches))
+    assert result.keep[0] == top_units(total, config[0])
+    with pytest.raises(DualSRError, match="no pruning data"):
+        prune_model(model, duals, config, None, method=ActivationMean())

@@ -18,13 +18,23 @@ import torch
 import torch.nn.functional as F
 
 import dualsr
-import dualsr.compression.search as search_module
+import dualsr.compression.search.channels as search_module
 from dualsr.cli import main
-from dualsr.compression.bilevel import SearchObjective, alpha_gradients, finite_difference_hvp
 from dualsr.compression.budget import Budget
 from dualsr.compression.layers import searched_layers
-from dualsr.compression.search import DARTS_ALPHA_BETAS, SearchResult, search_channels
-from dualsr.compression.search_config import (
+from dualsr.compression.search import ChannelSearch, SearchResult, search_channels
+from dualsr.compression.search.bilevel import (
+    SearchObjective,
+    alpha_gradients,
+    finite_difference_hvp,
+)
+from dualsr.compression.search.checkpoints import (
+    SearchCheckpoints,
+    load_search_checkpoint,
+    search_checkpoints,
+)
+from dualsr.compression.search.data import split_files
+from dualsr.compression.search.options import (
     SearchOptions,
     apply_overrides,
     load_search_options,
@@ -33,18 +43,12 @@ from dualsr.compression.search_config import (
     parse_save_every,
     resume_options,
 )
-from dualsr.compression.search_data import split_files
-from dualsr.compression.search_space import (
+from dualsr.compression.search.space import (
     PAPER_RATIOS,
     candidate_widths,
     rank_units,
     round_to_multiple,
     soft_width_mask,
-)
-from dualsr.compression.search_state import (
-    SearchCheckpoints,
-    load_search_checkpoint,
-    search_checkpoints,
 )
 from dualsr.data.image_io import write_image
 from dualsr.data.pyramid import make_pyramid
@@ -262,7 +266,7 @@ def test_logits_move_to_wider_candidates_when_the_loss_needs_channels(order: str
         xi=1e-4,  # the paper's weight learning rate, as the virtual step
         alpha_lr=0.05,
         alpha_schedule="constant",  # the earlier defaults: a constant lr, the DARTS betas
-        alpha_betas=DARTS_ALPHA_BETAS,
+        alpha_betas=(0.5, 0.999),
         loss=upper_levels_l1,
     )
     searched = [i for i, c in enumerate(result.candidates) if len(set(c)) > 1]
@@ -431,7 +435,7 @@ def test_shipped_search_config_is_valid() -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# The options of a search (dualsr.compression.search_config)
+# The options of a search (dualsr.compression.search.options)
 # ----------------------------------------------------------------------------------------------
 def test_search_options_defaults_are_the_papers() -> None:
     opts = SearchOptions()
@@ -680,6 +684,7 @@ def test_search_channels_resumes_bit_exactly(tmp_path: Path, how: str) -> None:
         )  # fmt: skip
 
 
+@pytest.mark.slow  # a real subprocess or end-to-end run: `make test` runs it
 def test_cli_search_sigint_in_a_real_process_saves_and_exits(
     tmp_path: Path, train_folder: Path
 ) -> None:
@@ -842,7 +847,7 @@ def test_logit_adam_betas_and_cosine_lr_are_the_released_codes(tmp_path: Path) -
     assert a_opt["param_groups"][0]["lr"] == pytest.approx(1e-7, rel=1e-6)  # after 4 of 4
     # ours, as options: DARTS betas and a constant lr
     result, a_opt = _saved_alpha_optimizer(
-        tmp_path / "b", alpha_betas=DARTS_ALPHA_BETAS, alpha_schedule="constant"
+        tmp_path / "b", alpha_betas=(0.5, 0.999), alpha_schedule="constant"
     )
     assert tuple(a_opt["param_groups"][0]["betas"]) == (0.5, 0.999)
     assert [h["alpha_lr"] for h in result.history] == [3e-4] * 4
@@ -1015,3 +1020,61 @@ def test_resume_of_a_checkpoint_from_before_the_new_options_keeps_its_behaviour(
     assert opts.select == "argmax"
     opts = resume_options({**old, "budget_params": 20_000}, tmp_path)
     assert opts.select == "budget" and opts.budget_params == 20_000
+
+
+# ----------------------------------------------------------------------------------------------
+# The package: imports run one way; the search as an object
+# ----------------------------------------------------------------------------------------------
+def test_search_package_imports_run_one_way() -> None:
+    """The modules of dualsr.compression.search import each other without a cycle (typing-only
+    imports included), and never from inside a function (no import dodges a cycle)."""
+    import ast
+
+    folder = Path(search_module.__file__).parent
+    modules = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in modules:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        graph[name] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                target = (node.module or "").split(".")[0]
+                assert target in modules, (name, target)
+                graph[name].add(target)
+        for func in ast.walk(tree):
+            if isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
+                for node in ast.walk(func):
+                    assert not (isinstance(node, ast.ImportFrom) and node.level == 1), (
+                        f"{name}.{func.name} imports a sibling inside a function"
+                    )
+    assert graph["options"] == set()  # the bottom: the defaults
+    done: list[str] = []
+    while len(done) < len(graph):  # peel off modules whose imports are all done
+        ready = sorted(m for m in graph if m not in done and graph[m] <= set(done))
+        assert ready, f"import cycle among {sorted(set(graph) - set(done))}"
+        done += ready
+
+
+def test_channel_search_step_by_step_equals_search_channels(tmp_path: Path) -> None:
+    kwargs = dict(target_rate=0.3, steps=5, output=None, steps_per_epoch=2)
+    batches = ([pyramid_batch(0), pyramid_batch(2)], [pyramid_batch(1), pyramid_batch(3)])
+    straight = search_channels(tiny_model(), None, *batches, **kwargs)
+    search = ChannelSearch(tiny_model(), None, *batches, **kwargs)
+    records = search.epoch()
+    assert [r["step"] for r in records] == [1, 2] and search.done == 2
+    records += [search.step()]
+    records += search.epoch()  # steps 4 (end of epoch 2)
+    while not search.finished:
+        records.append(search.step())
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    result = search.result()
+    assert result.finished and result.history == straight.history
+    assert result.channel_config == straight.channel_config and result.alphas == straight.alphas
+    sa, sb = result.model.state_dict(), straight.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    with pytest.raises(DualSRError, match="has ended"):
+        search.step()
+    # a result before the last step says so
+    early = ChannelSearch(tiny_model(), None, *batches, **kwargs)
+    early.step()
+    assert early.result().stop_reason == "caller"

@@ -402,6 +402,7 @@ def test_cli_train_resume_and_upscale(tmp_path: Path, capsys) -> None:
     assert "dual_weight: 0.1" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a real subprocess or end-to-end run: `make test` runs it
 def test_cli_sigint_in_a_real_process_saves_and_exits(tmp_path: Path) -> None:
     config = write_tiny_yaml(tmp_path, steps=100_000)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
@@ -437,6 +438,7 @@ def test_an_error_mid_run_saves_the_steps_done(tmp_path: Path) -> None:
     assert resumed.finished and resumed.step == 20
 
 
+@pytest.mark.slow  # a real subprocess or end-to-end run: `make test` runs it
 def test_an_error_with_loader_workers_exits_instead_of_hanging(tmp_path: Path) -> None:
     """The DataLoader's workers ignore SIGTERM; left alive after an error they used to keep
     the process from ever exiting."""
@@ -486,7 +488,7 @@ def test_amp_auto_is_bf16_only_where_native(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dualsr.deploy import precision
-    from dualsr.training.loop import resolve_amp
+    from dualsr.training.trainer import resolve_amp
 
     cfg = tiny_config(tmp_path, "train.amp=auto")
     cpu = torch.device("cpu")

@@ -16,17 +16,12 @@ from ..compression.criteria import (
     CP_DESIGNS,
     CRITERIA,
     DEFAULT_CP_DESIGN,
-    DEFAULT_RATE_ROUNDING,
-    DEFAULT_SCORE,
     DEFAULT_THINET_ERROR,
     DEFAULT_THINET_TARGETS,
-    GRADIENT_SCORES,
-    RATE_ROUNDINGS,
     THINET_ERRORS,
     THINET_TARGETS,
     check_choice,
     get_criterion,
-    rate_config,
 )
 from ..compression.prune import (
     DEFAULT_CHANNELS_PER_PASS,
@@ -36,6 +31,8 @@ from ..compression.prune import (
     LayerReport,
     prune_model,
 )
+from ..compression.pruning.scores import DEFAULT_SCORE, GRADIENT_SCORES
+from ..compression.pruning.widths import DEFAULT_RATE_ROUNDING, RATE_ROUNDINGS, rate_config
 from ..compression.pruning_data import CROPS, DEFAULT_CROPS, CropSource
 from ..data.locate import add_data_root_option, resolve_data_dirs
 from ..errors import ConfigError
@@ -291,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
             "--duals (the official dual checkpoints), or use --method dcp"
         )
     batches: CropSource | None = None
-    if criterion.needs != "weights":
+    if criterion.needs_data:
         if not args.data:
             raise ConfigError(f"--method {criterion.name} needs pruning images: give --data DIR")
         batches = pruning_source(

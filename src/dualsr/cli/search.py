@@ -2,15 +2,16 @@
 
 Options come from built-in defaults (the paper's settings), then an optional YAML file
 (``--config``, keys named like the options: ``rate: 0.3``, ``patch_size: 192``), then the command
-line (:func:`dualsr.compression.search_config.load_search_options`). The resolved options are
+line (:func:`dualsr.compression.search.options.load_search_options`). The resolved options are
 saved in ``search.json`` with an equivalent command line (:meth:`SearchResult.save`).
 
-The search saves checkpoints in ``OUT/checkpoints/`` (:mod:`dualsr.compression.search_state`):
-every ``--save-every``, on SIGINT/SIGTERM (then it exits with 130/143) and after an error;
-``--resume OUT`` continues with the saved options and ends with the same result files as an
-uninterrupted run. The checkpoints are deleted once the result files are written. A new search
-refuses an ``OUT`` that already holds a finished one (``search.json``, ``channel_config.txt``),
-as ``dualsr train`` refuses a run folder that holds a run: nothing is overwritten.
+The search saves checkpoints in ``OUT/checkpoints/``
+(:mod:`dualsr.compression.search.checkpoints`): every ``--save-every``, on SIGINT/SIGTERM (then it
+exits with 130/143) and after an error; ``--resume OUT`` continues with the saved options and ends
+with the same result files as an uninterrupted run. The checkpoints are deleted once the result
+files are written. A new search refuses an ``OUT`` that already holds a finished one
+(``search.json``, ``channel_config.txt``), as ``dualsr train`` refuses a run folder that holds a
+run: nothing is overwritten.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 from ..data.locate import add_data_root_option, resolve_data_dir, resolve_data_dirs
 
 if TYPE_CHECKING:
-    from ..compression.search import SearchResult
+    from ..compression.search.result import SearchResult
 
 Progress = Callable[[dict], None]
 
@@ -173,16 +174,19 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..compression.budget import check_budget
-    from ..compression.search import search_channels
-    from ..compression.search_config import load_search_options, option_names, resume_options
-    from ..compression.search_data import load_search_model, load_validation_pairs, make_search_data
-    from ..compression.search_state import (
+    from ..compression.search.channels import ChannelSearch
+    from ..compression.search.checkpoints import (
         SearchCheckpoints,
         has_search_checkpoints,
         load_search_checkpoint,
     )
+    from ..compression.search.data import (
+        load_search_model,
+        load_validation_pairs,
+        make_search_data,
+    )
+    from ..compression.search.options import load_search_options, option_names, resume_options
     from ..errors import ConfigError, DualSRError
-    from ..losses import DualRegressionLoss
     from .common import ensure_writable_folder
 
     given = {key: getattr(args, key, None) for key in option_names()}
@@ -264,34 +268,9 @@ def run(args: argparse.Namespace) -> int:
         metadata={"source": source, "command": command},
     )
     result = _search(
-        lambda progress: search_channels(
-            model,
-            duals,
-            data.train,
-            data.val,
-            target_rate=opts.rate,  # type: ignore[arg-type]
-            ratios=tuple(opts.ratios),
-            multiple=opts.multiple,
-            order=opts.order,
-            steps=steps,
-            weight_lr=opts.lr_weights,
-            alpha_lr=opts.lr_alpha,
-            alpha_schedule=opts.alpha_schedule,
-            alpha_betas=(opts.alpha_betas[0], opts.alpha_betas[1]),
-            alpha_weight_decay=opts.alpha_weight_decay,
-            grad_clip=opts.grad_clip,
-            select=opts.select,
-            budget=budget,
-            input_hw=hw,
-            loss=DualRegressionLoss(opts.dual_weight),
-            seed=opts.seed,
-            progress=progress,
-            checkpoints=checkpoints,
-            resume=loaded.state if loaded is not None else None,
-            steps_per_epoch=data.steps_per_epoch,
-            output=out,
-            val_folder=opts.val,
-        ),
+        lambda progress: ChannelSearch.from_options(
+            model, duals, data, opts, resume=loaded.state if loaded is not None else None
+        ).run(progress, checkpoints),
         steps,
         start_step,
     )

@@ -9,11 +9,13 @@ official order; earlier layers are already pruned (their removed units' consumer
 zero, which computes exactly what masking or removing them computes), later ones are still full.
 Finally :func:`dualsr.compression.layers.slim` removes the zeroed units physically.
 
-How a layer's units are chosen depends on the method's criterion
-(:mod:`dualsr.compression.criteria`): ``l1`` and ``uniform`` from the weights alone; ``thinet``
-and ``cp`` from sampled consumer inputs and target outputs (:func:`collect_feature_stats`);
-``drc`` and ``dcp`` with the gradient-based greedy loop of :mod:`dualsr.compression.greedy`
-(:func:`~dualsr.compression.greedy.select_greedy`, in its paper's-loop or moments variant).
+How a layer's units are chosen is the method's criterion's business
+(:mod:`dualsr.compression.criteria`): the loop calls its ``select(context, n_keep)`` with a
+:class:`~dualsr.compression.criteria.base.LayerContext`; ``l1`` and ``uniform`` choose from the
+weights alone; ``thinet`` and ``cp`` from sampled consumer inputs and target outputs
+(:func:`collect_feature_stats`); ``drc`` and ``dcp`` with the gradient-based greedy loop of
+:mod:`dualsr.compression.greedy` (:func:`~dualsr.compression.greedy.select_greedy`, in its
+paper's-loop or moments variant). The loop itself never looks at the method's name.
 
 Targets are the original model's consumer outputs (a forward pass truncated at that layer,
 :func:`teacher_features`), computed for the batches a pass reads and kept in memory while the
@@ -36,17 +38,19 @@ SGD, which needs no targets.
 ThiNet ends each layer, as the released code, with ``local_epochs`` of local SGD (Nesterov,
 momentum 0.9, ``local_lr``) of the kept weight slices and (``local_bias``) the consumer's bias on
 the SR loss alone (primal + ``dual_weight`` x dual when dual models are given and
-``dual_weight > 0``; no reconstruction term, no ``gamma``); see :func:`prune_masked`.
+``dual_weight > 0``; no reconstruction term, no ``gamma``); see
+:func:`dualsr.compression.criteria.thinet.sr_local_sgd`.
 
 The greedy's building blocks (:class:`LayerObjective`, :func:`accumulate_gradient`,
-:func:`local_sgd`, :func:`batch_gradients`, :class:`LayerMoments`, :func:`collect_moments`) and
-defaults live in :mod:`dualsr.compression.greedy` and are re-exported here.
+:func:`local_sgd`, :func:`batch_gradients`, :class:`LayerMoments`, :func:`collect_moments`), the
+feature statistics (:func:`collect_feature_stats`, :func:`teacher_features`) and the defaults
+live in :mod:`dualsr.compression.pruning` and :mod:`dualsr.compression.greedy` and are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -54,7 +58,6 @@ from functools import partial
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, DualSRError
@@ -62,43 +65,36 @@ from ..models.drn import DRN, DualModels
 from .criteria import (
     CP_DESIGNS,
     DEFAULT_CP_DESIGN,
-    DEFAULT_SCORE,
     DEFAULT_THINET_ERROR,
     DEFAULT_THINET_TARGETS,
     THINET_ERRORS,
     THINET_TARGETS,
-    FeatureStats,
-    Selection,
+    Criterion,
+    LayerContext,
     check_choice,
-    check_score,
-    get_criterion,
-    top_units,
+    criterion_class,
 )
-from .greedy import (
-    DEFAULT_CHANNELS_PER_PASS,
-    DEFAULT_GREEDY,
+from .greedy import DEFAULT_CHANNELS_PER_PASS, DEFAULT_GREEDY
+from .layers import searched_layers, slim
+from .pruning.features import collect_feature_stats
+from .pruning.moments import LayerMoments, collect_moments
+from .pruning.objective import (
     LOCAL_LR,
     LOCAL_MOMENTUM,
-    LayerMoments,
     LayerObjective,
-    Pyramid,
-    StopForward,
     accumulate_gradient,
     batch_gradients,
-    collect_moments,
-    consumer_inputs,
-    forward_until_stop,
     local_sgd,
-    select_greedy,
+    teacher_features,
+    zero_unkept,
 )
-from .layers import SearchedLayer, searched_layers, slim
+from .pruning.scores import DEFAULT_SCORE, check_score
 from .pruning_data import (
     CropSource,
     FixedBatches,
-    LayerData,
-    LayerFeed,
     PassData,
     PruningData,
+    Pyramid,
     as_pruning_data,
 )
 
@@ -256,155 +252,8 @@ def check_batches(model: DRN, batches: Sequence[Pyramid]) -> None:
                 )
 
 
-# ----------------------------------------------------------------------------------------------
-# The original model's outputs; statistics for the feature criteria (thinet, cp)
-# ----------------------------------------------------------------------------------------------
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def teacher_features(
-    teacher: DRN, layer: SearchedLayer, batches: Sequence[Pyramid]
-) -> list[torch.Tensor]:
-    """The consumer output of ``layer`` (a layer of ``teacher``) for every batch.
-
-    Each forward pass stops right after that conv, so early layers cost little.
-    """
-    captured: list[torch.Tensor] = []
-
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        captured.append(output.detach())
-        raise StopForward
-
-    handle = layer.consumer.register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            for pyramid in batches:
-                forward_until_stop(teacher, pyramid[0])
-    finally:
-        handle.remove()
-    return captured
-
-
-def collect_feature_stats(
-    model: DRN,
-    layer: SearchedLayer,
-    teacher_layer: SearchedLayer,
-    teacher_outputs: Sequence[torch.Tensor],
-    batches: Sequence[Pyramid],
-    samples: int,
-    generator: torch.Generator,
-) -> FeatureStats:
-    """Sample consumer input patches (in ``model``) and target outputs (``teacher_outputs``).
-
-    ``teacher_outputs`` are the consumer outputs of ``teacher_layer`` for every batch: the
-    original model's (:func:`teacher_features` of the teacher), or ``model``'s own
-    (:func:`teacher_features` of ``model`` and ``layer``: ThiNet's default targets); that
-    layer's consumer bias is subtracted from them and its weight is the stats' weight. About
-    ``samples`` positions in all, spread evenly over the batches; returned on the CPU, with each
-    sample's (batch, image, y, x) in ``positions``.
-    """
-    conv = layer.consumer
-    kh, kw = conv.kernel_size
-    ph, pw = conv.padding  # type: ignore[misc]
-    if conv.stride != (1, 1) or conv.dilation != (1, 1) or (ph, pw) != (kh // 2, kw // 2):
-        raise ValueError(f"{layer.name}: feature statistics need a stride-1 'same' consumer conv")
-    bias = teacher_layer.consumer.bias
-    per_batch = max(1, math.ceil(samples / len(batches)))
-    patches, targets, positions = [], [], []
-    with torch.no_grad():
-        inputs = consumer_inputs(model, conv, batches)
-        for b, (x, y) in enumerate(zip(inputs, teacher_outputs, strict=True)):
-            n, _, h, w = x.shape
-            ni = torch.randint(n, (per_batch,), generator=generator).to(x.device)
-            yi = torch.randint(h, (per_batch,), generator=generator).to(x.device)
-            xi = torch.randint(w, (per_batch,), generator=generator).to(x.device)
-            xp = F.pad(x, (pw, pw, ph, ph))
-            taps = [xp[ni, :, yi + dy, xi + dx] for dy in range(kh) for dx in range(kw)]
-            patches.append(torch.stack(taps, -1))
-            t = y[ni, :, yi, xi]
-            targets.append(t - bias.detach() if bias is not None else t)
-            positions.append(torch.stack([torch.full_like(ni, b), ni, yi, xi], 1).cpu())
-    targets_t = torch.cat(targets).cpu()
-    out_channel = torch.randint(targets_t.shape[1], (targets_t.shape[0],), generator=generator)
-    return FeatureStats(
-        patches=torch.cat(patches).cpu(),
-        targets=targets_t,
-        out_channel=out_channel,
-        weight=teacher_layer.consumer.weight.detach().cpu().clone(),
-        positions=torch.cat(positions),
-    )
-
-
-def _feature_mse(
-    stats: FeatureStats,
-    weight: torch.Tensor,
-    keep: list[int],
-    bias_shift: torch.Tensor | None = None,
-) -> float:
-    """Reconstruction MSE on the sampled positions with the kept slices of ``weight`` and the
-    consumer's bias moved by ``bias_shift`` from the one subtracted from the targets."""
-    pred = stats.patches[:, keep].flatten(1) @ weight[:, keep].flatten(1).T
-    if bias_shift is not None:
-        pred = pred + bias_shift
-    return float(F.mse_loss(pred, stats.targets))
-
-
-def _feature_kwargs(name: str, opts: PruneOptions) -> dict:
-    """The options a features criterion takes, by its name."""
-    if name == "thinet":
-        return {"error": opts.thinet_error}
-    if name == "cp":
-        return {"design": opts.cp_design}
-    return {}
-
-
-def _sr_local_sgd(
-    model: DRN,
-    layer: SearchedLayer,
-    duals: DualModels | None,
-    feed: LayerFeed,
-    selection: Selection,
-    opts: PruneOptions,
-) -> None:
-    """ThiNet's local SGD after its selection (the released ``finetune_params``).
-
-    ``opts.local_epochs`` epochs of SGD (Nesterov, momentum 0.9, ``opts.local_lr``, no weight
-    decay) on the SR loss alone (primal + ``dual_weight`` x dual with ``duals``; no
-    reconstruction term, no gamma), updating the kept slices of the consumer weight (the
-    removed ones stay zero) and, with ``opts.local_bias``, its bias. The released code updates
-    ``pruned_weight`` with the ThiNet scales ``beta`` held fixed (``beta`` gets a gradient but
-    is not among the optimiser's parameters); the effective weight is
-    ``pruned_weight * beta``, so an SGD step on ``pruned_weight`` moves slice ``j`` of our
-    (effective) weight by ``beta_j^2`` times the step on the weight itself: each kept slice's
-    gradient is multiplied by its squared scale, which reproduces that trajectory exactly
-    (momentum and Nesterov are linear in the gradients). Each epoch reads ``feed``'s next pass
-    (new crops per epoch with fresh data); the SR loss needs no targets.
-    """
-    conv = layer.consumer
-    weight = conv.weight
-    units = torch.zeros(conv.in_channels, dtype=weight.dtype, device=weight.device)
-    scales = selection.scales
-    if scales is None:
-        scales = torch.ones(len(selection.keep))
-    units[selection.keep] = scales.to(units).pow(2)
-    weight.requires_grad_(True)
-    try:
-        with LayerObjective(
-            model, layer, duals, gamma=1.0, dual_weight=opts.dual_weight, mse_weight=0.0
-        ) as objective:
-            local_sgd(
-                objective,
-                feed,
-                None,
-                units,
-                opts.local_epochs,
-                opts.local_lr,
-                opts.local_bias,
-            )
-    finally:
-        weight.requires_grad_(False)
-        weight.grad = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -414,10 +263,12 @@ def _sr_local_sgd(
 class PruneOptions:
     """Everything :func:`prune_model` can be told besides the model, configuration and data.
 
-    See :func:`prune_model` for the meaning of each field.
+    See :func:`prune_model` for the meaning of each field. ``method`` is a registered name or
+    a :class:`~dualsr.compression.criteria.base.Criterion` instance; a name's criterion takes
+    its options from the fields of the same name (``score``, ``thinet_error``, ...).
     """
 
-    method: str = "drc"
+    method: str | Criterion = "drc"
     gamma: float = 1.0
     dual_weight: float = 0.1
     greedy: Literal["moments", "passes"] = DEFAULT_GREEDY
@@ -453,12 +304,12 @@ class PruneOptions:
         if self.feature_samples < 1:
             raise ConfigError(f"feature samples must be >= 1, got {self.feature_samples}")
 
-
-def _zero_unkept(conv: nn.Conv2d, keep: Sequence[int]) -> None:
-    mask = torch.zeros(conv.in_channels, dtype=torch.bool, device=conv.weight.device)
-    mask[list(keep)] = True
-    with torch.no_grad():
-        conv.weight[:, ~mask] = 0
+    def criterion(self) -> Criterion:
+        """The criterion ``method`` names (with its options from these fields), or ``method``
+        itself when it is a criterion."""
+        if isinstance(self.method, Criterion):
+            return self.method
+        return criterion_class(self.method).from_options(self)
 
 
 def prune_masked(
@@ -476,7 +327,7 @@ def prune_masked(
     """
     opts = options or PruneOptions()
     opts.check()
-    criterion = get_criterion(opts.method)
+    criterion = opts.criterion()
     config = check_channel_config(model, channel_config)
     if criterion.dual and duals is None and opts.gamma > 0:
         raise DualSRError(
@@ -485,7 +336,7 @@ def prune_masked(
         )
     device = _device(model)
     data: PassData | None = None
-    if criterion.needs != "weights":
+    if criterion.needs_data:
         pruning_data = as_pruning_data([] if batches is None else batches)
         data = PassData(pruning_data, device, check=partial(check_batches, model))
         data.load_first()  # errors in the data now, not after the first layers
@@ -494,10 +345,8 @@ def prune_masked(
     stats = PruneStats(criterion.name)
     work = copy.deepcopy(model).eval().requires_grad_(False)
     teacher = copy.deepcopy(model).eval().requires_grad_(False)
-    # the SR loss's dual term: drc's greedy; thinet's local SGD when it has a dual term
-    sr_duals = criterion.local_sgd and opts.local_epochs > 0 and opts.dual_weight > 0
     dual_copy = None
-    if duals is not None and (criterion.dual or sr_duals):
+    if duals is not None and criterion.uses_duals(opts):
         dual_copy = copy.deepcopy(duals).to(device).eval().requires_grad_(False)
     work_layers, teacher_layers = searched_layers(work), searched_layers(teacher)
     generator = torch.Generator().manual_seed(opts.seed)
@@ -509,50 +358,18 @@ def prune_masked(
             report = LayerReport(layer.index, layer.name, layer.width, n_keep)
             if n_keep == layer.width:
                 kept = list(range(layer.width))
-            elif criterion.needs == "weights":
-                kept = top_units(criterion(layer), n_keep)
             else:
-                assert data is not None
-                own = criterion.name == "thinet" and opts.thinet_targets == "pruned"
-                source = layer if own else tlayer  # whose consumer output is the target
-                # each draw's targets, computed when a pass first reads it
-                feed = LayerData(data, partial(teacher_features, work if own else teacher, source))
-                if criterion.needs == "gradients":
-                    pretrained = tlayer.consumer.weight.detach()
-                    kept, cost = select_greedy(
-                        work, layer, pretrained, dual_copy, n_keep, feed, None, criterion, opts
-                    )
-                    report.gradient_passes = cost.gradient_passes
-                    report.local_passes = cost.local_passes
-                    report.loss = cost.loss
-                    stats.feature_passes += cost.moment_passes
-                else:
-                    drawn, targets = feed.next_pass()
-                    feats = collect_feature_stats(
-                        work, layer, source, targets, drawn, opts.feature_samples, generator
-                    )
-                    del drawn, targets
-                    stats.feature_passes += 1
-                    selection = criterion(feats, n_keep, **_feature_kwargs(criterion.name, opts))
-                    kept = selection.keep
-                    conv = layer.consumer
-                    bias0 = None if conv.bias is None else conv.bias.detach().clone()
-                    if selection.weight is not None:
-                        with torch.no_grad():
-                            conv.weight[:, kept] = selection.weight.to(device)
-                    if criterion.local_sgd and opts.local_epochs > 0:
-                        _zero_unkept(conv, kept)
-                        sr_feed = LayerData(data, None)  # the SR loss alone: no targets
-                        _sr_local_sgd(work, layer, dual_copy, sr_feed, selection, opts)
-                        report.local_passes = opts.local_epochs
-                    shift = None if bias0 is None else (conv.bias.detach() - bias0).cpu()
-                    report.loss = _feature_mse(feats, conv.weight.detach().cpu(), kept, shift)
-                if own:
-                    stats.feature_passes += feed.target_passes
-                else:
-                    stats.teacher_passes += feed.target_passes
-                del feed
-            _zero_unkept(layer.consumer, kept)
+                context = LayerContext(
+                    work, layer, teacher, tlayer, dual_copy, data, opts, generator
+                )
+                kept = criterion.select(context, n_keep)
+                report.gradient_passes = context.gradient_passes
+                report.local_passes = context.local_passes
+                report.loss = context.loss
+                stats.feature_passes += context.feature_passes + context.own_target_passes
+                stats.teacher_passes += context.teacher_passes
+                del context
+            zero_unkept(layer.consumer, kept)
             keep.append(kept)
             stats.gradient_passes += report.gradient_passes
             stats.local_passes += report.local_passes
@@ -571,7 +388,7 @@ def prune_model(
     channel_config: Sequence[int],
     batches: Sequence[Pyramid] | PruningData | None,
     *,
-    method: str = "drc",
+    method: str | Criterion = "drc",
     gamma: float = 1.0,
     dual_weight: float = 0.1,
     greedy: Literal["moments", "passes"] = DEFAULT_GREEDY,
@@ -602,7 +419,10 @@ def prune_model(
             each pass its pyramids, e.g. a :class:`~dualsr.compression.pruning_data.CropSource`
             with fresh random crops for every pass (see the module docstring for which steps
             draw). Not needed by ``l1`` and ``uniform``.
-        method: a name in :data:`dualsr.compression.criteria.CRITERIA`.
+        method: a name in :data:`dualsr.compression.criteria.CRITERIA`, or a
+            :class:`~dualsr.compression.criteria.base.Criterion` instance (then the
+            criterion-specific arguments below, ``score`` to ``cp_design``, are not used: its
+            own fields are its options).
         gamma: weight of the SR loss against the layer reconstruction MSE (gradient methods).
         dual_weight: lambda, the weight of the dual term inside the SR loss (``drc``; also
             ``thinet``'s local SGD, when ``duals`` are given).
@@ -625,7 +445,7 @@ def prune_model(
         score: ``drc``/``dcp``: how a unit is scored from its consumer-weight gradient slice
             ``g = grad[:, j]``. ``"official"`` (default, the released code):
             ``sum_o ||g[o]||``; ``"dcp-paper"``: the Frobenius norm ``||g||``
-            (:data:`dualsr.compression.criteria.GRADIENT_SCORES`).
+            (:data:`dualsr.compression.pruning.scores.GRADIENT_SCORES`).
         local_bias: ``drc``/``dcp``/``thinet``: the local SGD also updates the consumer's bias
             (default, as the released code does); False keeps the pretrained bias.
         thinet_error: ``thinet``'s greedy removal error, ``"abs"`` (default, the released

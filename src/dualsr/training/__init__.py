@@ -1,4 +1,4 @@
-"""Dual regression training: configuration, the loop, checkpoints and resume, DDP.
+"""Dual regression training: configuration, the step, the loop, checkpoints and resume, DDP.
 
 The API::
 
@@ -25,21 +25,11 @@ from .config import (
     resume_config,
     save_config,
 )
-from .loop import (
-    Callback,
-    LossGuard,
-    PrimalDual,
-    StepInfo,
-    StepResult,
-    Trainer,
-    TrainResult,
-    distill_loss,
-    make_trainer,
-    train,
-    train_step,
-    validate,
-)
+from .loop import Callback, StepInfo, TrainResult, train
 from .state import load_for_resume, load_training_checkpoint, save_training_checkpoint
+from .step import LossGuard, PrimalDual, StepResult, Trainer, distill_loss, train_step
+from .trainer import make_trainer
+from .validation import validate
 
 __all__ = [
     "Callback",

@@ -14,10 +14,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ..errors import ConfigError
-from .layers import SearchedLayer
-
-PAPER_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+from ...errors import ConfigError
+from ..layers import SearchedLayer
+from .options import PAPER_RATIOS, check_rate
 
 
 def round_to_multiple(value: float, multiple: int, ties: str = "down") -> int:
@@ -35,20 +34,6 @@ def round_to_multiple(value: float, multiple: int, ties: str = "down") -> int:
         raise ValueError(f"ties must be 'down' or 'even', got {ties!r}")
     remainder = value % multiple
     return int(value - remainder + multiple if 2 * remainder > multiple else value - remainder)
-
-
-def check_rate(rate: float) -> float:
-    """``rate`` as a float in (0, 1); ConfigError otherwise."""
-    try:
-        r = float(rate)
-    except (TypeError, ValueError):
-        raise ConfigError(f"the pruning rate must be a number in (0, 1), got {rate!r}") from None
-    if not 0.0 < r < 1.0:
-        raise ConfigError(
-            f"the pruning rate must be in (0, 1) (the fraction of channels to remove, e.g. 0.3 "
-            f"for DRN-S30), got {rate}"
-        )
-    return r
 
 
 def candidate_widths(

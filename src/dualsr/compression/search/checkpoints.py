@@ -25,11 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..errors import CheckpointError, DualSRError
-from ..models.drn import DRN, DualModels
-from ..training.state import (
+from ...errors import CheckpointError, DualSRError
+from ...models.drn import DRN, DualModels
+from ...training.state import (
     CHECKPOINT_DIR,
     TrainingState,
     load_for_resume,
@@ -37,36 +35,13 @@ from ..training.state import (
     save_training_checkpoint,
     step_checkpoints,
 )
-from .search_config import DEFAULT_SAVE_EVERY, parse_save_every
+from .options import DEFAULT_SAVE_EVERY, parse_save_every
+from .run import SearchState
 
 PREFIX = "search-step"  # checkpoints/search-step-000123.safetensors
 KIND = "search"
 KEEP = 2
 _SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-@dataclass
-class SearchState:
-    """Everything a resumed search needs besides the model and dual weights.
-
-    ``step`` steps of ``steps`` are done. ``optimizers`` holds the ``weights`` and ``alphas``
-    Adam states, ``schedule`` the weights' LR scheduler state, ``alpha_schedule`` the logits'
-    (empty when their learning rate is constant); ``seconds`` is the search time
-    spent so far; ``options`` the resolved options of the run (empty from the library) and
-    ``info`` what else the caller stored (e.g. the model source).
-    """
-
-    step: int
-    steps: int
-    alphas: list[torch.Tensor]
-    optimizers: dict[str, dict[str, Any]]
-    schedule: dict[str, Any]
-    alpha_schedule: dict[str, Any] = field(default_factory=dict)
-    history: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
-    rng: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +68,9 @@ def save_interval(value: str | int) -> tuple[int, float]:
 
 class SearchCheckpoints:
     """Where and when :func:`~dualsr.compression.search.search_channels` saves its state.
+
+    What :mod:`~dualsr.compression.search.run` needs of it is its
+    :class:`~dualsr.compression.search.run.Checkpointer` protocol.
 
     Args:
         out_dir: the search's output folder (checkpoints go to ``OUT/checkpoints/``).

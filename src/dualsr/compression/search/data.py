@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, ConfigError, DualSRError
-from ..models.drn import DRN, DualModels
+from ...errors import CheckpointError, ConfigError, DualSRError
+from ...models.drn import DRN, DualModels
 from .bilevel import Batch, SearchObjective
 
 
@@ -56,7 +56,13 @@ def make_search_data(
     An epoch is one pass over the weight half. The batches depend only on ``(seed, step)``;
     ``start_step`` begins at that step (to resume a search).
     """
-    from ..data.dataset import PatchDataset, StepBatchSampler, build_store, find_images, make_loader
+    from ...data.dataset import (
+        PatchDataset,
+        StepBatchSampler,
+        build_store,
+        find_images,
+        make_loader,
+    )
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
@@ -100,9 +106,9 @@ def load_search_model(spec: str) -> tuple[DRN, DualModels | None, str]:
 
     A preset without shipped weights gives a randomly initialised model, with a warning.
     """
-    from ..checkpoint import load_checkpoint
-    from ..models.registry import PRESETS, create_model
-    from ..pretrained import shipped_weights
+    from ...checkpoint import load_checkpoint
+    from ...models.registry import PRESETS, create_model
+    from ...pretrained import shipped_weights
 
     path = Path(spec).expanduser()
     if path.is_file():
@@ -130,8 +136,8 @@ def load_validation_pairs(folder: str | Path, scale: int) -> list[tuple[Any, Any
     """``(HR, LR)`` uint8 pairs of the images in ``folder`` (the evaluation protocol: HR cropped
     to a multiple of the scale, MATLAB-style bicubic LR). DualSRError for a missing folder, an
     unreadable image or one too small for the release's border of ``scale + 6`` pixels."""
-    from ..data.image_io import load_rgb_uint8
-    from ..evaluation import benchmark_images, make_pair
+    from ...data.image_io import load_rgb_uint8
+    from ...evaluation import benchmark_images, make_pair
 
     try:
         _, files = benchmark_images(folder)
@@ -165,7 +171,7 @@ def validation_psnr(
     ``benchmark``): outputs rounded to 8 bits, RGB, ``scale + 6`` border pixels shaved. This is
     not the benchmark PSNR (Y, border ``scale``).
     """
-    from ..metrics import psnr
+    from ...metrics import psnr
 
     model = objective.net.model
     param = next(model.parameters())

@@ -1,7 +1,10 @@
-"""The bookkeeping of a running channel search: its mutable state (:class:`SearchRun`), the step
-loop with stop signals and periodic checkpoints (:func:`run_steps`), saving after an error
-(:func:`save_after_error`) and checking that a checkpoint fits the search it resumes
-(:func:`check_resume`). The search itself is :func:`dualsr.compression.search.search_channels`.
+"""The bookkeeping of a running channel search: its mutable state (:class:`SearchRun`) and the
+snapshot of it that a checkpoint holds (:class:`SearchState`), the step loop with stop signals and
+periodic checkpoints (:func:`run_steps`), saving after an error (:func:`save_after_error`) and
+checking that a checkpoint fits the search it resumes (:func:`check_resume`). The search itself is
+:class:`dualsr.compression.search.channels.ChannelSearch`; the checkpoint files are written by
+:class:`dualsr.compression.search.checkpoints.SearchCheckpoints`, which this module knows only as
+a :class:`Checkpointer` (so that it imports no module above it).
 """
 
 from __future__ import annotations
@@ -11,20 +14,60 @@ import copy
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
-from .. import runcontrol
-from ..errors import ConfigError
-from ..models.drn import DRN, DualModels
-from ..runcontrol import StopSignals, stop_cause
-
-if TYPE_CHECKING:
-    from .search_state import SearchCheckpoints, SearchState
+from ... import runcontrol
+from ...errors import ConfigError
+from ...models.drn import DRN, DualModels
+from ...runcontrol import StopSignals, stop_cause
 
 log = logging.getLogger("dualsr.search")
+
+
+@dataclass
+class SearchState:
+    """Everything a resumed search needs besides the model and dual weights.
+
+    ``step`` steps of ``steps`` are done. ``optimizers`` holds the ``weights`` and ``alphas``
+    Adam states, ``schedule`` the weights' LR scheduler state, ``alpha_schedule`` the logits'
+    (empty when their learning rate is constant); ``seconds`` is the search time
+    spent so far; ``options`` the resolved options of the run (empty from the library) and
+    ``info`` what else the caller stored (e.g. the model source).
+    """
+
+    step: int
+    steps: int
+    alphas: list[torch.Tensor]
+    optimizers: dict[str, dict[str, Any]]
+    schedule: dict[str, Any]
+    alpha_schedule: dict[str, Any] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    rng: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Checkpointer(Protocol):
+    """Where and when the state is saved: what :func:`run_steps` needs of
+    :class:`~dualsr.compression.search.checkpoints.SearchCheckpoints`."""
+
+    @property
+    def resume_command(self) -> str:
+        """The command that continues the search."""
+        ...
+
+    def due(self, step: int, steps: int) -> bool:
+        """True when a checkpoint is due after ``step`` of ``steps``."""
+        ...
+
+    def save(self, model: DRN, duals: DualModels | None, state: SearchState) -> Path:
+        """Write the checkpoint of ``state``; its path."""
+        ...
 
 
 class SearchRun:
@@ -66,7 +109,7 @@ class SearchRun:
 
     def restore(self, state: SearchState) -> None:
         """Continue from ``state``: optimizers, schedule, step, history, time and RNG states."""
-        from ..training.state import restore_rng
+        from ...training.state import restore_rng  # here: dualsr.training loads its loop
 
         self.w_opt.load_state_dict(state.optimizers["weights"])
         self.a_opt.load_state_dict(state.optimizers["alphas"])
@@ -86,8 +129,7 @@ class SearchRun:
 
     def state(self) -> SearchState:
         """A snapshot of the state after :attr:`done` steps."""
-        from ..training.state import capture_rng
-        from .search_state import SearchState
+        from ...training.state import capture_rng  # here: dualsr.training loads its loop
 
         return SearchState(
             step=self.done,
@@ -101,7 +143,7 @@ class SearchRun:
             rng=capture_rng(),
         )
 
-    def save(self, checkpoints: SearchCheckpoints) -> Path:
+    def save(self, checkpoints: Checkpointer) -> Path:
         """Write a checkpoint of the completed steps."""
         self.checkpoint = checkpoints.save(self.model, self.duals, self.state())
         self.saved_step = self.done
@@ -139,7 +181,7 @@ def run_steps(
     run: SearchRun,
     one_step: Callable[[int], dict],
     progress: Callable[[dict], bool | None] | None,
-    checkpoints: SearchCheckpoints | None,
+    checkpoints: Checkpointer | None,
     after_step: Callable[[int], None] | None = None,
 ) -> str | None:
     """The steps from ``run.done`` to the end, or to a stop request (its reason is returned).
@@ -180,7 +222,7 @@ def run_steps(
     return None
 
 
-def save_after_error(run: SearchRun, checkpoints: SearchCheckpoints, exc: BaseException) -> None:
+def save_after_error(run: SearchRun, checkpoints: Checkpointer, exc: BaseException) -> None:
     """After an error mid-search, save the steps completed since the last checkpoint."""
     if not run.roll_back():
         if run.saved_step is not None:

@@ -1,5 +1,9 @@
 """Options of a channel number search (``dualsr search``): defaults, a YAML file, overrides.
 
+The bottom of :mod:`dualsr.compression.search`: this module owns the search's defaults (the
+candidate ratios, the logits' Adam betas and schedules, the gradient clip, the selections, the
+learning-rate floor) and imports no other module of the package.
+
 :class:`SearchOptions` holds every option of a search run, with the paper's settings as
 defaults. Values are converted and checked by :meth:`SearchOptions.from_dict`, which accepts the
 forms of the command line and of YAML files (``budget_params: 3.1M``, ``input_size: 96x96`` or
@@ -27,16 +31,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError
-from .budget import DEFAULT_INPUT_HW, DEFAULT_TOLERANCE, Budget
-from .search_space import PAPER_RATIOS, check_rate
+from ...errors import ConfigError
+from ..budget import DEFAULT_INPUT_HW, DEFAULT_TOLERANCE, Budget
 
+#: The candidate ratios ``k`` of the paper: a layer's candidates are ``int(C (1 - r) k)``.
+PAPER_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 #: The release's Adam betas of the logits (DRN/option.py beta1, beta2).
 ALPHA_BETAS = (0.9, 0.999)
 #: The logits' learning-rate schedules.
 ALPHA_SCHEDULES = ("cosine", "constant")
 #: The release's w_grad_clip: max gradient norm of the weight step.
 GRAD_CLIP = 5.0
+#: The release's eta_min: the floor of the cosine learning rates of the weights and the logits.
+LR_MIN = 1e-7
 #: How the final configuration is chosen.
 SELECTIONS = ("argmax", "budget")
 #: What a run needs besides the defaults (checked with ``complete=True``).
@@ -54,6 +61,20 @@ LEGACY_VALUES: dict[str, Any] = {
     "grad_clip": 0.0,
     "val": None,
 }
+
+
+def check_rate(rate: float) -> float:
+    """``rate`` as a float in (0, 1); ConfigError otherwise."""
+    try:
+        r = float(rate)
+    except (TypeError, ValueError):
+        raise ConfigError(f"the pruning rate must be a number in (0, 1), got {rate!r}") from None
+    if not 0.0 < r < 1.0:
+        raise ConfigError(
+            f"the pruning rate must be in (0, 1) (the fraction of channels to remove, e.g. 0.3 "
+            f"for DRN-S30), got {rate}"
+        )
+    return r
 
 
 @dataclass
@@ -145,7 +166,7 @@ class SearchOptions:
         """The pyramid cache folder (``cache: disk``), or None to keep the pyramids in memory."""
         if self.cache != "disk":
             return None
-        from ..data.dataset import default_cache_dir
+        from ...data.dataset import default_cache_dir
 
         return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
 
@@ -506,8 +527,3 @@ def parse_ratios(value: str | list | tuple) -> tuple[float, ...]:
     if not ratios or any(not 0 < r <= 1 for r in ratios):
         raise ConfigError(f"--ratios must be numbers in (0, 1], got {value!r}")
     return ratios
-
-
-# ----------------------------------------------------------------------------------------------
-# The model option
-# ----------------------------------------------------------------------------------------------

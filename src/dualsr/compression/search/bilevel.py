@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..errors import ConfigError
-from ..losses import LossTerms
-from ..models.drn import DRN, DualModels
-from .layers import ChannelMasks, searched_layers
-from .search_space import rank_units, soft_width_mask
+from ...errors import ConfigError
+from ...losses import LossTerms
+from ...models.drn import DRN, DualModels
+from ..layers import ChannelMasks, searched_layers
+from .space import rank_units, soft_width_mask
 
 EPS_SCALE = 0.01  # eps = EPS_SCALE / ||grad_w' L_val||, the DARTS choice
 
