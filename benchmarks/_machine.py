@@ -20,6 +20,16 @@ def machine() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "loadavg": os.getloadavg(),
+        **cpu(),
         "command": "python " + shlex.join(sys.argv),
         "note": "2-core CPU shared with other engineers' jobs; the load average is 1/5/15 min",
     }
+
+
+def cpu() -> dict:
+    """The CPU model, the flags that decide which kernels run (bf16, int8 dot products, vector
+    width) and its kind, as dualsr's ``--backend auto`` sees them (:mod:`dualsr.deploy.cpu`)."""
+    from dualsr.deploy.cpu import cpu_kind, detect_cpu
+
+    info = detect_cpu()
+    return {"cpu_model": info.model, "cpu_flags": list(info.flags), "cpu_kind": cpu_kind(info)}

@@ -15,6 +15,15 @@ import dualsr
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_root(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN202
+    """$DUALSR_HOME in a temporary folder for the whole session: `--backend auto`'s calibration
+    cache and exported graphs (and any download) never touch the user's ~/.cache/dualsr."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DUALSR_HOME", str(tmp_path_factory.mktemp("dualsr_home")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)

@@ -108,8 +108,10 @@ def add_inference_options(
         "--backend",
         default="auto",
         choices=BACKEND_CHOICES,
-        help="how to run the model: 'auto' (default) is the fastest measured path (on CPU the "
-        "fused PyTorch module; an .onnx --model runs with ONNX Runtime); 'eager' the model as "
+        help="how to run the model: 'auto' (default) is the fastest correct path here (on a "
+        "CPU with native bf16 the fused PyTorch module in bf16; on other CPUs the fastest of "
+        "fused PyTorch and ONNX Runtime, timed once per machine and model in a few seconds and "
+        "cached, see `dualsr env`; an .onnx --model runs with ONNX Runtime); 'eager' the model as "
         "written; 'fused' folded convolutions, final output only, channels_last; 'compile' "
         "torch.compile of the fused module (needs a C++ compiler, slow first call per size); "
         "'onnxruntime' exports the model on the fly (or runs an .onnx --model); needs "
@@ -121,7 +123,8 @@ def add_inference_options(
         choices=["auto", "fp32", "bf16"],
         help="arithmetic of the PyTorch paths: 'auto' (default) is bf16 where the device computes "
         "it natively (CPUs with AVX512_BF16 or AMX, recent GPUs; about 1.8x faster, PSNR within "
-        "0.01 dB) and fp32 elsewhere; 'fp32' forces full precision (docs/deployment.md)",
+        "0.01 dB) and fp32 elsewhere; 'fp32' forces exact fp32, never bf16 or int8 "
+        "(docs/deployment.md)",
     )
 
 
@@ -342,18 +345,33 @@ def build_upscaler(args: argparse.Namespace, scale: int | None = None, progress=
         upscaler: Upscaler = _onnx_upscaler(args, backend, progress)
     else:
         model = resolve_model(args.model, random_weights=random_weights)
-        upscaler = TorchUpscaler(
-            model,
-            device=args.device,
-            tile=args.tile if isinstance(args.tile, int) or args.tile == "auto" else None,
-            tile_overlap=args.tile_overlap,
-            ensemble=args.self_ensemble,
-            progress=progress,
-            backend=backend,
-            precision=precision,
-        )
+        tile = args.tile if isinstance(args.tile, int) or args.tile == "auto" else None
+        if backend == "auto":  # the fastest correct path here (deploy/autoselect.py)
+            from ..deploy.autoselect import auto_upscaler
+
+            upscaler = auto_upscaler(
+                model,
+                device=args.device,
+                precision=precision,
+                tile=tile,
+                tile_overlap=args.tile_overlap,
+                ensemble=args.self_ensemble,
+                progress=progress,
+            )
+        else:
+            upscaler = TorchUpscaler(
+                model,
+                device=args.device,
+                tile=tile,
+                tile_overlap=args.tile_overlap,
+                ensemble=args.self_ensemble,
+                progress=progress,
+                backend=backend,
+                precision=precision,
+            )
         if args.tile is None and args.tile_by_default:
-            upscaler.tile = DEFAULT_TILES[upscaler.precision]
+            # int8 (ONNX Runtime) holds fp32 activations between its layers: fp32's tile
+            upscaler.tile = DEFAULT_TILES.get(upscaler.precision, DEFAULT_TILES["fp32"])
     if scale is not None and upscaler.scale != scale:
         raise ValueError(
             f"--scale {scale} does not match the model, which upscales x{upscaler.scale}"

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from ..models.drn import DRN
 from ..profiling import count_macs
 from .allocator import tune_allocator
+from .cpu import cpu_kind, detect_cpu, physical_limit
 from .fused import fuse_for_inference
 
 #: Every backend :func:`run_benchmark` knows, in the order they are timed.
@@ -128,6 +129,10 @@ class Ceiling:
     times_s: list[float] = field(default_factory=list)
     macs_per_s: float = 0.0
     layouts: dict[str, float] = field(default_factory=dict)
+    #: The nominal limit of the cores in this precision (:func:`dualsr.deploy.cpu.physical_limit`),
+    #: None where it cannot be stated, and how it was computed.
+    physical_limit_macs_per_s: float | None = None
+    physical_limit_assumptions: str = ""
 
 
 @dataclass
@@ -153,6 +158,9 @@ class BenchReport:
         bw = max([17] + [len(r.backend) for r in self.results])
         mw = max([14] + [len(r.model) for r in self.results])
         lines = [
+            f"cpu {self.machine.get('cpu_model', self.machine.get('processor', '?'))}; kind "
+            f"{self.machine.get('cpu_kind', '?')}; flags "
+            f"{' '.join(self.machine.get('cpu_flags', [])) or '-'}",
             f"threads {self.threads}, warm-up {self.warmup}, rounds {self.rounds} (interleaved); "
             f"load average {_fmt_load(self.loadavg_start)} at start, "
             f"{_fmt_load(self.loadavg_end)} at end (cpus: {os.cpu_count()}); malloc tuning "
@@ -162,9 +170,14 @@ class BenchReport:
             *(
                 f"ceiling {c.precision}: 3x3 conv {c.shape[0]}->{c.shape[1]} on 1x{c.shape[0]}x"
                 f"{c.shape[2]}x{c.shape[3]} ({c.layout}): {c.macs_per_s / 1e9:.1f} G MACs/s "
-                f"(median of {len(c.times_s)} bursts of ~{CEILING_BURST_S} s)"
+                f"(median of {len(c.times_s)} bursts of ~{CEILING_BURST_S} s)" + _fmt_limit(c)
                 for c in (self.ceiling, self.ceiling_bf16)
                 if c is not None
+            ),
+            *(
+                f"physical limit {c.precision}: {c.physical_limit_assumptions}"
+                for c in (self.ceiling, self.ceiling_bf16)
+                if c is not None and c.physical_limit_assumptions
             ),
             f"{'model':<{mw}} {'backend':<{bw}} {'prec':>4} {'input':>8} {'median ms':>10} "
             f"{'min':>8} {'max':>8} {'IQR%':>5} {'G MAC/s':>8} {'ceil%':>6} {'vs eager':>8} "
@@ -193,6 +206,16 @@ class BenchReport:
             "of the backend's precision (int8: fp32's)."
         )
         return "\n".join(lines)
+
+
+def _fmt_limit(ceiling: Ceiling) -> str:
+    limit = ceiling.physical_limit_macs_per_s
+    if not limit:
+        return "; physical limit unknown"
+    return (
+        f"; physical limit {limit / 1e9:.1f} G MACs/s (measured "
+        f"{ceiling.macs_per_s / limit:.0%} of it, nominal)"
+    )
 
 
 def _fmt_load(load: tuple[float, float, float]) -> str:
@@ -226,6 +249,13 @@ def machine_info() -> dict:
                     break
     except OSError:
         pass
+    cpu = detect_cpu()
+    info.setdefault("cpu_model", cpu.model)
+    info["cpu_kind"] = cpu_kind(cpu)
+    info["cpu_flags"] = list(cpu.flags)
+    info["logical_cpus"] = cpu.logical_cpus
+    info["cpu_clock_ghz"] = cpu.clock_ghz
+    info["cpu_clock_source"] = cpu.clock_source
     try:
         import onnxruntime
 
@@ -398,6 +428,8 @@ def measure_ceiling(
             if name == max(ceiling.layouts, key=ceiling.layouts.get):
                 ceiling.layout, ceiling.times_s = name, times
     ceiling.macs_per_s = max(ceiling.layouts.values())
+    limit = physical_limit(detect_cpu(), torch.get_num_threads(), precision)
+    ceiling.physical_limit_macs_per_s, ceiling.physical_limit_assumptions = limit
     return ceiling
 
 
@@ -525,6 +557,8 @@ def run_benchmark(
         ceiling.layout = max(ceiling.layouts, key=ceiling.layouts.get)
         ceiling.times_s = [ceiling.macs / rate for rate in layout_rates[(prec, ceiling.layout)]]
         ceiling.macs_per_s = ceiling.layouts[ceiling.layout]
+        limit = physical_limit(detect_cpu(), threads, prec)
+        ceiling.physical_limit_macs_per_s, ceiling.physical_limit_assumptions = limit
     eager = {r.model: r for r in results if r.backend == "eager"}
     for r in results:
         r.finish(ceilings.get(r.precision, ceilings["fp32"]).macs_per_s)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import DualSRError
-from ..inference import DEFAULT_TILE_OVERLAP, TiledUpscaler, sr_output
+from ..inference import DEFAULT_TILE_OVERLAP, TiledUpscaler, auto_tile, sr_output
 from ..models.drn import DRN
 from .fused import fuse_for_inference
 from .portable import PortableSROutput, portable_fused
@@ -197,18 +197,33 @@ class OnnxUpscaler(TiledUpscaler):
             temporary file).
         threads: intra-op threads (default: torch's thread count).
         tile, tile_overlap, ensemble, progress: as for :class:`~dualsr.inference.TorchUpscaler`.
+        drn: the DRN the file was exported from (``--backend auto`` passes it): then
+            ``tile="auto"`` works, and :func:`~dualsr.inference.upscale_within_memory` fits the
+            tiles to the memory available, as for TorchUpscaler (the fp32 estimate).
+        precision: what the file computes in, "fp32" or "int8" (a label, with ``drn``).
     """
 
     def __init__(
         self,
         model: str | Path | DRN,
         threads: int | None = None,
-        tile: int | None = None,
+        tile: int | str | None = None,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         ensemble: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        drn: DRN | None = None,
+        precision: str = "fp32",
     ) -> None:
         require_onnxruntime()
+        if tile == "auto":
+            sized_by = drn if drn is not None else model if isinstance(model, DRN) else None
+            if sized_by is None:
+                raise ValueError("tile='auto' needs the DRN: pass drn= (or a DRN as model)")
+            tile = auto_tile(sized_by, "fp32", max(0, tile_overlap))
+        elif isinstance(tile, str):
+            raise ValueError(f"tile must be a number of pixels or 'auto', got {tile!r}")
+        if drn is not None:  # what upscale_within_memory sizes tiles by
+            self.model, self.precision = drn, precision
         if isinstance(model, DRN):
             with tempfile.TemporaryDirectory() as tmp:
                 path = export_onnx(model, Path(tmp) / "model.onnx")
@@ -221,6 +236,7 @@ class OnnxUpscaler(TiledUpscaler):
             self.session = onnx_session(self.path, threads)
         scale = onnx_scale(self.session, self.path or "model")
         super().__init__(scale, tile, tile_overlap, ensemble, progress)
+        self.backend = "onnxruntime"
 
     def _forward(self, lr: torch.Tensor) -> torch.Tensor:
         x = np.ascontiguousarray(lr.cpu().numpy(), dtype=np.float32)

@@ -13,10 +13,11 @@ emulated works, with a warning that says so.
 from __future__ import annotations
 
 import functools
-import platform
 import warnings
 
 import torch
+
+from .cpu import BF16_FLAGS, cpuinfo_flags, torch_bf16_features
 
 #: The choices of every ``--precision`` option.
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -28,38 +29,16 @@ def cpu_bf16_features() -> tuple[str, ...]:
     """The CPU's native bf16 features, e.g. ``("avx512_bf16",)``; empty where it has none.
 
     Asks PyTorch (its oneDNN build checks the same CPUID bits) and falls back to the flags in
-    ``/proc/cpuinfo`` where PyTorch lacks the query.
+    ``/proc/cpuinfo`` where PyTorch lacks the query: the rule of
+    :func:`dualsr.deploy.cpu.detect_cpu` too, so its kind is "native-bf16" exactly here.
     """
-    found: list[str] = []
-    checks = (("avx512_bf16", "_is_avx512_bf16_supported"), ("amx_bf16", "_is_amx_tile_supported"))
-    asked = False
-    for name, fn in checks:
-        query = getattr(torch.cpu, fn, None)
-        if query is None:
-            continue
-        asked = True
-        try:
-            if query():
-                found.append(name)
-        except Exception:  # an old or unusual build: trust /proc/cpuinfo instead
-            asked = False
-    if asked:
-        return tuple(found)
-    return _cpuinfo_bf16_flags()
+    found = torch_bf16_features()
+    return found if found is not None else _cpuinfo_bf16_flags()
 
 
 def _cpuinfo_bf16_flags() -> tuple[str, ...]:
-    if platform.system() != "Linux":
-        return ()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith(("flags", "Features")):
-                    flags = set(line.split(":", 1)[1].split())
-                    return tuple(f for f in ("avx512_bf16", "amx_bf16") if f in flags)
-    except OSError:
-        pass
-    return ()
+    flags = cpuinfo_flags()
+    return tuple(f for f in BF16_FLAGS if f in flags)
 
 
 def native_bf16(device: str | torch.device = "cpu") -> bool:

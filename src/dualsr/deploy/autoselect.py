@@ -1,0 +1,555 @@
+"""``--backend auto``: the fastest correct inference path for this machine and model.
+
+The candidates are dualsr's CPU paths: the fused PyTorch module in fp32, in bf16 (only where the
+CPU computes bf16 natively), ONNX Runtime fp32 (when onnx and onnxruntime are installed) and ONNX
+Runtime INT8 (only for a model that :func:`int8_allowed` admits: a recorded PSNR change of at most
+:data:`MAX_INT8_PSNR_LOSS_DB`). ``--precision fp32`` keeps the exact-fp32 ones, ``--precision
+bf16`` the bf16 one.
+
+Rules decide first: on a CPU with native bf16 and ``--precision auto``, fused bf16 (measured
+2.4-2.8x plain eager there, docs/deployment.md), with no measurement; on CUDA or MPS, the PyTorch
+path as before. Otherwise, with more than one candidate left, a short calibration times each on a
+fixed synthetic 64 x 64 LR tile (one warm-up and three timed calls, the lowest median wins: a few
+seconds) and caches the answer in ``$DUALSR_HOME/autoselect.json`` (default
+``~/.cache/dualsr``), keyed by the machine (CPU model and flags, threads, torch, onnxruntime and
+dualsr versions), the model's weights and the precision asked for. ONNX Runtime needs a file:
+the model is exported once per weights, opset and dualsr version into ``$DUALSR_HOME/onnx/``
+and reused. ``dualsr env`` shows what auto picks here; ``dualsr env --clear-cache`` removes both.
+
+:class:`~dualsr.inference.TorchUpscaler` ``backend="auto"`` stays PyTorch-only; the command line
+uses :func:`auto_upscaler`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import shutil
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DualSRError
+from ..fileio import atomic_write, atomic_write_bytes
+from ..hub import dualsr_home
+from ..inference import DEFAULT_TILE_OVERLAP, TorchUpscaler, Upscaler, check_device
+from ..models.drn import DRN
+from .cpu import cpu_kind, detect_cpu
+from .precision import PRECISIONS, native_bf16
+
+log = logging.getLogger(__name__)
+
+#: The calibration results, in the cache root (:func:`dualsr.hub.dualsr_home`).
+CACHE_FILE = "autoselect.json"
+#: The folder of exported ONNX graphs, in the cache root.
+ONNX_DIR = "onnx"
+CACHE_VERSION = 1
+#: The LR size of the synthetic calibration tile, and its seed.
+CALIBRATION_HW = (64, 64)
+CALIBRATION_SEED = 0
+#: Untimed and timed calls per candidate in the calibration.
+WARMUP, RUNS = 1, 3
+#: The largest PSNR loss (dB) for which auto may pick a lossy INT8 path.
+MAX_INT8_PSNR_LOSS_DB = 0.03
+#: Model digest (:func:`model_digest`) -> the measurement that admits INT8 for it (see
+#: :func:`int8_allowed`): empty, no shipped model passes.
+INT8_RECORDS: dict[str, str] = {}
+#: Every candidate, (backend, precision), in the order they are tried.
+CANDIDATES = (
+    ("fused", "fp32"),
+    ("fused", "bf16"),
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "int8"),
+)
+#: Where the rule for native-bf16 CPUs comes from.
+BF16_EVIDENCE = "fused bf16 measured 2.4-2.8x plain eager on such CPUs, docs/deployment.md"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What ``--backend auto`` runs, and why.
+
+    Attributes:
+        backend: "fused" or "onnxruntime" on CPU; "eager" on other devices (the PyTorch path
+            of ``TorchUpscaler(backend="auto")``).
+        precision: "fp32", "bf16" or "int8".
+        reason: one human-readable sentence.
+        timings: median seconds per candidate ("backend precision") of the calibration that
+            chose it; None where a rule chose without measuring.
+        cached: whether it was read from the calibration cache.
+    """
+
+    backend: str
+    precision: str
+    reason: str
+    timings: dict[str, float] | None = None
+    cached: bool = False
+
+    @property
+    def label(self) -> str:
+        """``"backend precision"``, e.g. ``"fused bf16"``."""
+        return f"{self.backend} {self.precision}"
+
+
+def _label(candidate: tuple[str, str]) -> str:
+    return f"{candidate[0]} {candidate[1]}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Candidates
+# ----------------------------------------------------------------------------------------------
+def onnxruntime_available() -> bool:
+    """Whether the ONNX Runtime path can run here (onnx to export, onnxruntime to run)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def int8_allowed(model: DRN) -> str | None:
+    """The accuracy record that admits ONNX Runtime INT8 for ``model`` (a measured PSNR change
+    of at most :data:`MAX_INT8_PSNR_LOSS_DB` dB), or None: INT8 is not allowed.
+
+    Measured (``benchmarks/int8_accuracy.py``, results in
+    ``benchmarks/results/int8_accuracy_native-bf16.json``, on a CPU with AVX512_VNNI): static
+    INT8 of every shipped model loses more than that on at least one of Set5/Set14/BSD100, even
+    calibrated on T91 (drn-t-x4 -0.058/-0.037/-0.029 dB, drn-t50-x4 -0.056/-0.031/-0.027,
+    drn-t-x8 +0.001/-0.039/-0.031). So :data:`INT8_RECORDS` is empty and this is None for every
+    model; a model whose measurement passes gets its digest (:func:`model_digest`) and record
+    there.
+    """
+    return INT8_RECORDS.get(model_digest(model))
+
+
+def candidates(
+    model: DRN, precision_request: str = "auto", native: bool | None = None
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The CPU candidates for ``precision_request``, and notes on the ones left out.
+
+    ``native`` (whether the CPU has native bf16) defaults to :func:`native_bf16`. An explicit
+    "bf16" keeps fused bf16 even where bf16 is emulated (the upscaler then warns, as before).
+    """
+    if precision_request not in PRECISIONS:
+        raise ValueError(
+            f"unknown precision {precision_request!r}; choose from {', '.join(PRECISIONS)}"
+        )
+    if precision_request == "bf16":
+        return [("fused", "bf16")], []
+    native = native_bf16("cpu") if native is None else native
+    found: list[tuple[str, str]] = [("fused", "fp32")]
+    notes: list[str] = []
+    if precision_request == "auto" and native:
+        found.append(("fused", "bf16"))
+    ort = onnxruntime_available()
+    if ort:
+        found.append(("onnxruntime", "fp32"))
+    else:
+        notes.append("onnxruntime not installed (pip install 'dualsr[onnx]')")
+    if precision_request == "auto" and ort:
+        record = int8_allowed(model)
+        if record is None:
+            notes.append(
+                f"int8 not considered: no record of a PSNR change <= {MAX_INT8_PSNR_LOSS_DB} dB "
+                "for this model (the shipped ones lose more, docs/deployment.md)"
+            )
+        else:
+            found.append(("onnxruntime", "int8"))
+            notes.append(f"int8 allowed: {record}")
+    return found, notes
+
+
+# ----------------------------------------------------------------------------------------------
+# Keys: the machine and the model
+# ----------------------------------------------------------------------------------------------
+def _onnxruntime_version() -> str | None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return str(onnxruntime.__version__)
+
+
+def machine_fingerprint(threads: int | None = None) -> dict[str, Any]:
+    """What a calibration depends on: CPU model and flags, threads, library versions."""
+    from .. import __version__
+
+    info = detect_cpu()
+    return {
+        "cpu": info.model,
+        "flags": list(info.flags),
+        "threads": threads or torch.get_num_threads(),
+        "torch": torch.__version__,
+        "onnxruntime": _onnxruntime_version(),
+        "dualsr": __version__,
+    }
+
+
+def model_digest(model: DRN) -> str:
+    """sha256 (hex) of the model's architecture and every state-dict tensor's name, dtype,
+    shape and bytes: equal digests, equal models."""
+    digest = hashlib.sha256(json.dumps(model.arch.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _cache_key(fingerprint: dict[str, Any], digest: str, precision_request: str) -> str:
+    machine = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+    return f"{machine[:16]}/{digest[:16]}/{precision_request}"
+
+
+def cache_path() -> Path:
+    """The calibration cache: ``$DUALSR_HOME/autoselect.json``."""
+    return dualsr_home() / CACHE_FILE
+
+
+def onnx_cache_dir() -> Path:
+    """The exported ONNX graphs: ``$DUALSR_HOME/onnx``."""
+    return dualsr_home() / ONNX_DIR
+
+
+def _load_cache(path: Path) -> dict[str, dict]:
+    """The cache's entries; a corrupt file is ignored with a warning (it is rewritten)."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        entries = data["entries"]
+        if not isinstance(entries, dict) or not all(
+            isinstance(e, dict)
+            and (e.get("backend"), e.get("precision")) in CANDIDATES
+            and isinstance(e.get("reason"), str)
+            for e in entries.values()
+        ):
+            raise ValueError("unexpected content")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warnings.warn(
+            f"the backend cache {path} is unreadable ({type(exc).__name__}: {exc}); ignoring "
+            "it: auto calibrates again and rewrites it",
+            stacklevel=3,
+        )
+        return {}
+    if data.get("version") != CACHE_VERSION:
+        return {}  # written by another dualsr: calibrate again
+    return entries
+
+
+def _save_cache(path: Path, entries: dict[str, dict]) -> None:
+    data = {"version": CACHE_VERSION, "entries": entries}
+    try:
+        atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True).encode())
+    except (OSError, DualSRError) as exc:  # a read-only home: auto still works, uncached
+        warnings.warn(f"could not write the backend cache {path} ({exc})", stacklevel=3)
+
+
+def clear_cache() -> list[Path]:
+    """Remove the calibration cache and the exported ONNX graphs; returns what was removed."""
+    removed = []
+    path = cache_path()
+    if path.is_file():
+        path.unlink()
+        removed.append(path)
+    folder = onnx_cache_dir()
+    if folder.is_dir():
+        shutil.rmtree(folder)
+        removed.append(folder)
+    return removed
+
+
+# ----------------------------------------------------------------------------------------------
+# The exported graph
+# ----------------------------------------------------------------------------------------------
+def cached_onnx(model: DRN, precision: str = "fp32") -> Path:
+    """The model exported for ONNX Runtime (fp32, or INT8 quantized), from the cache in
+    :func:`onnx_cache_dir` or exported (atomically) into it: one file per model weights, opset
+    and dualsr version, reused by every later run."""
+    from .. import __version__
+    from .onnx import DEFAULT_OPSET, export_onnx
+
+    if precision not in ("fp32", "int8"):
+        raise ValueError(f"ONNX Runtime runs fp32 or int8, not {precision}")
+    name = f"{model_digest(model)[:16]}-opset{DEFAULT_OPSET}-dualsr{__version__}-{precision}.onnx"
+    path = onnx_cache_dir() / name
+    if path.is_file():
+        return path
+
+    def write(tmp: Path) -> None:
+        if precision == "fp32":
+            export_onnx(model, tmp)
+            return
+        from .quantize import calibration_patches, quantize_onnx, synthetic_images
+
+        with tempfile.TemporaryDirectory() as folder:
+            # as in `dualsr bench`: INT8 keeps its float convolutions by position in the
+            # Resize graph
+            source = export_onnx(model, Path(folder) / "model.onnx", portable=False)
+            patches = calibration_patches(synthetic_images(8), model.scale)
+            quantize_onnx(source, tmp, calibration=patches)
+
+    log.info("exporting the model for ONNX Runtime to %s (once)", path)
+    return atomic_write(path, write)
+
+
+# ----------------------------------------------------------------------------------------------
+# Building and timing candidates
+# ----------------------------------------------------------------------------------------------
+def build_upscaler(
+    model: DRN,
+    candidate: tuple[str, str],
+    threads: int | None = None,
+    tile: int | str | None = None,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    ensemble: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Upscaler:
+    """The CPU upscaler of one candidate (backend, precision); ``tile="auto"`` sizes tiles to
+    the memory available for either backend (:func:`dualsr.inference.auto_tile`)."""
+    backend, precision = candidate
+    if backend == "onnxruntime":
+        from .onnx import OnnxUpscaler
+
+        up: Upscaler = OnnxUpscaler(
+            cached_onnx(model, precision),
+            threads=threads,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            ensemble=ensemble,
+            progress=progress,
+            drn=model,
+            precision=precision,
+        )
+        return up
+    return TorchUpscaler(
+        model,
+        "cpu",
+        tile=tile,
+        tile_overlap=tile_overlap,
+        ensemble=ensemble,
+        progress=progress,
+        backend=backend,
+        precision=precision,
+    )
+
+
+def calibration_image() -> np.ndarray:
+    """The fixed synthetic LR tile the calibration times (uint8, seeded)."""
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    return rng.integers(0, 256, size=(*CALIBRATION_HW, 3), dtype=np.uint8)
+
+
+def measure(candidate: tuple[str, str], upscaler: Upscaler, image: np.ndarray) -> float:
+    """Median seconds of :data:`RUNS` calls of ``upscaler(image)`` after :data:`WARMUP`
+    untimed ones (``candidate`` names it, for the log)."""
+    for _ in range(WARMUP):
+        upscaler(image)
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        upscaler(image)
+        times.append(time.perf_counter() - start)
+    log.debug("calibration %s: %s", _label(candidate), times)
+    return statistics.median(times)
+
+
+def calibrate(
+    model: DRN, found: list[tuple[str, str]], threads: int | None = None
+) -> tuple[tuple[str, str], dict[str, float], list[str]]:
+    """Time every candidate on the calibration tile: (the fastest, median seconds per
+    candidate, notes on the ones that failed to build or run)."""
+    image = calibration_image()
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    best: tuple[str, str] | None = None
+    for candidate in found:
+        try:
+            up = build_upscaler(model, candidate, threads)
+            seconds = measure(candidate, up, image)
+        except Exception as exc:  # a path that cannot run here is simply not picked
+            text = (str(exc).strip().splitlines() or [""])[0]
+            notes.append(f"{_label(candidate)} failed ({type(exc).__name__}: {text})")
+            continue
+        timings[_label(candidate)] = seconds
+        if best is None or seconds < timings[_label(best)]:
+            best = candidate
+    if best is None:  # nothing ran: the default PyTorch path reports its own error
+        return ("fused", "fp32"), timings, notes
+    return best, timings, notes
+
+
+# ----------------------------------------------------------------------------------------------
+# The choice
+# ----------------------------------------------------------------------------------------------
+def _not_cpu_choice(device: torch.device, precision_request: str) -> Choice:
+    native = native_bf16(device)
+    precision = (
+        "bf16"
+        if precision_request == "bf16" or (precision_request == "auto" and native)
+        else "fp32"
+    )
+    return Choice(
+        "eager", precision, f"{device.type}: the PyTorch path (eager), as TorchUpscaler's auto"
+    )
+
+
+def _rule_choice(
+    model: DRN, precision_request: str
+) -> tuple[Choice | None, list[tuple[str, str]], list[str]]:
+    """The choice made without measuring (or None), with the candidates and the notes."""
+    if precision_request == "auto" and native_bf16("cpu"):
+        kind = cpu_kind(detect_cpu())
+        flags = ", ".join(f for f in detect_cpu().flags if "bf16" in f) or "native bf16"
+        return (
+            Choice(
+                "fused", "bf16", f"{kind} CPU ({flags}): {BF16_EVIDENCE}; by rule, no calibration"
+            ),
+            [("fused", "bf16")],
+            [],
+        )
+    found, notes = candidates(model, precision_request)
+    if len(found) == 1:
+        why = "; ".join(notes) if notes else f"--precision {precision_request}"
+        return Choice(*found[0], f"the only candidate ({why})"), found, notes
+    return None, found, notes
+
+
+def known_choice(
+    model: DRN,
+    device: str | torch.device = "cpu",
+    precision_request: str = "auto",
+    threads: int | None = None,
+) -> Choice | None:
+    """What auto picks without measuring anything: a rule's choice or the cached calibration;
+    None when a calibration is still to run (the first ``dualsr upscale`` runs it)."""
+    dev = torch.device(device)
+    if dev.type != "cpu":
+        return _not_cpu_choice(dev, precision_request)
+    choice, _found, _notes = _rule_choice(model, precision_request)
+    if choice is not None:
+        return choice
+    key = _cache_key(machine_fingerprint(threads), model_digest(model), precision_request)
+    entry = _load_cache(cache_path()).get(key)
+    return _from_entry(entry) if entry is not None else None
+
+
+def _from_entry(entry: dict) -> Choice:
+    timings = entry.get("timings")
+    return Choice(
+        entry["backend"],
+        entry["precision"],
+        entry["reason"],
+        timings=dict(timings) if isinstance(timings, dict) else None,
+        cached=True,
+    )
+
+
+def choose_backend(
+    model: DRN,
+    device: str | torch.device = "cpu",
+    precision_request: str = "auto",
+    threads: int | None = None,
+    *,
+    cache: bool = True,
+) -> Choice:
+    """The backend and precision ``--backend auto`` runs ``model`` with on ``device``.
+
+    Rules first (native bf16 CPU and ``precision_request`` "auto": fused bf16; not a CPU: the
+    PyTorch path as before; a single candidate: that one); otherwise the cached calibration for
+    this machine, model and request, or a new calibration (a few seconds), cached when
+    ``cache`` (``cache=False`` neither reads nor writes the cache). See the module docstring.
+    """
+    dev = check_device(device)
+    if precision_request not in PRECISIONS:
+        raise ValueError(
+            f"unknown precision {precision_request!r}; choose from {', '.join(PRECISIONS)}"
+        )
+    if dev.type != "cpu":
+        return _not_cpu_choice(dev, precision_request)
+    choice, found, notes = _rule_choice(model, precision_request)
+    if choice is not None:
+        return choice
+    threads = threads or torch.get_num_threads()
+    fingerprint = machine_fingerprint(threads)
+    key = _cache_key(fingerprint, model_digest(model), precision_request)
+    path = cache_path()
+    entries = _load_cache(path) if cache else {}
+    if key in entries:
+        return _from_entry(entries[key])
+    log.info(
+        "backend auto: timing %s on a %dx%d tile to pick the fastest (a few seconds, once per "
+        "machine and model%s)",
+        ", ".join(_label(c) for c in found),
+        *CALIBRATION_HW,
+        f"; cached in {path}" if cache else "",
+    )
+    best, timings, failed = calibrate(model, found, threads)
+    measured = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in timings.items())
+    reason = (
+        f"{cpu_kind(detect_cpu())} CPU, fastest of a calibration on a "
+        f"{CALIBRATION_HW[0]}x{CALIBRATION_HW[1]} tile ({measured or 'nothing ran'})"
+    )
+    extra = notes + failed
+    if extra:
+        reason += "; " + "; ".join(extra)
+    choice = Choice(*best, reason, timings=timings)
+    if cache and timings:
+        entries[key] = {
+            "backend": choice.backend,
+            "precision": choice.precision,
+            "reason": choice.reason,
+            "timings": timings,
+            "machine": fingerprint,
+            "precision_request": precision_request,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        _save_cache(path, entries)
+    return choice
+
+
+def auto_upscaler(
+    model: DRN,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+    threads: int | None = None,
+    tile: int | str | None = None,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    ensemble: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    cache: bool = True,
+) -> Upscaler:
+    """The upscaler ``--backend auto`` runs: :func:`choose_backend`'s pick, built with the
+    given tiling (``tile="auto"`` sizes tiles to the memory available, for ONNX Runtime too).
+    The choice is logged (one info line) and kept in the upscaler's ``choice`` attribute."""
+    choice = choose_backend(model, device, precision, threads, cache=cache)
+    log.info("backend auto: %s (%s)", choice.label, choice.reason)
+    if torch.device(device).type != "cpu":
+        up: Any = TorchUpscaler(
+            model, device, tile, tile_overlap, ensemble, progress, "auto", precision
+        )
+    else:
+        up = build_upscaler(
+            model,
+            (choice.backend, choice.precision),
+            threads,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            ensemble=ensemble,
+            progress=progress,
+        )
+    with contextlib.suppress(AttributeError):
+        up.choice = choice
+    return up
