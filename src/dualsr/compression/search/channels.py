@@ -570,13 +570,14 @@ def search_channels(
             the search (after a checkpoint, with ``checkpoints``; ``result.stop_reason`` is
             ``"callback"``).
         checkpoints: where and when to save the search state
-            (:class:`~dualsr.compression.search.checkpoints.SearchCheckpoints`): every ``every`` steps
-            or seconds and after the last step; on the first SIGINT/SIGTERM the current step is
-            finished, saved, and the search returns with ``stop_reason`` set (a second SIGINT
-            raises KeyboardInterrupt at once); after an error the last completed step is saved
-            and the error re-raised. None: no checkpoints, signals untouched.
-        resume: a saved state (:func:`~dualsr.compression.search.checkpoints.load_search_checkpoint`)
-            to continue from; ``model`` and ``duals`` are then the checkpoint's, and the other
+            (:class:`~dualsr.compression.search.checkpoints.SearchCheckpoints`): every
+            ``every`` steps or seconds and after the last step; on the first SIGINT/SIGTERM the
+            current step is finished, saved, and the search returns with ``stop_reason`` set (a
+            second SIGINT raises KeyboardInterrupt at once); after an error the last completed
+            step is saved and the error re-raised. None: no checkpoints, signals untouched.
+        resume: a saved state
+            (:func:`~dualsr.compression.search.checkpoints.load_search_checkpoint`) to continue
+            from; ``model`` and ``duals`` are then the checkpoint's, and the other
             arguments must be those of the interrupted run. Batch lists are cycled from the
             saved step; other iterables must begin there (:func:`make_search_data` with
             ``start_step``). The result equals that of an uninterrupted run.
