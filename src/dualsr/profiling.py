@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .models.drn import count_parameters  # re-exported: profiles report it
+from .options import parse_hw as parse_hw  # re-exported: the sizes of `dualsr profile`, `bench`
 
 #: The size of a 720p output (H, W), the default of the lightweight SR papers.
 DEFAULT_OUTPUT_HW = (720, 1280)
@@ -255,18 +256,6 @@ def profile_model(
         convs=stats.convs,
         memory=peak,
     )
-
-
-def parse_hw(text: str) -> tuple[int, int]:
-    """Parse ``"HxW"`` (e.g. ``"180x320"``) into positive integers; ValueError otherwise."""
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        h, w = (int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"expected a size as HxW (e.g. 180x320), got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise ValueError(f"size must be positive, got {text!r}")
-    return h, w
 
 
 def input_for_output(output_hw: tuple[int, int], scale: int) -> tuple[int, int]:

@@ -21,7 +21,6 @@ from ..compression.criteria import (
     THINET_ERRORS,
     THINET_TARGETS,
     check_choice,
-    get_criterion,
 )
 from ..compression.prune import (
     DEFAULT_CHANNELS_PER_PASS,
@@ -29,6 +28,7 @@ from ..compression.prune import (
     DEFAULT_GREEDY,
     LOCAL_LR,
     LayerReport,
+    PruneOptions,
     prune_model,
 )
 from ..compression.pruning.scores import DEFAULT_SCORE, GRADIENT_SCORES
@@ -254,10 +254,8 @@ def pruning_source(
 
 def run(args: argparse.Namespace) -> int:
     """Prune and save."""
-    criterion = get_criterion(args.method)
-    check_choice("--thinet-error", args.thinet_error, THINET_ERRORS)
-    check_choice("--thinet-targets", args.thinet_targets, THINET_TARGETS)
-    check_choice("--cp-design", args.cp_design, CP_DESIGNS)
+    options = PruneOptions.from_args(args)  # checked; errors name the flags
+    criterion = options.criterion()
     check_choice("--crops", args.crops, CROPS)
     check_output_file(args.output)  # now, not after the pruning
     args.data = resolve_data_dirs(args.data, args.data_root)  # names -> folders (data/locate.py)
@@ -282,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         source = str(args.config)
-    if criterion.dual and duals is None and args.gamma > 0:
+    if criterion.dual and duals is None and options.gamma > 0:
         raise ConfigError(
             f"--method {criterion.name} needs the dual models and {args.model} has none: pass "
             "--duals (the official dual checkpoints), or use --method dcp"
@@ -308,33 +306,13 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"pruning {args.model} with {criterion.name} to {source} ({len(config)} layers)")
     with LayerProgress(len(config)) as progress:
-        result = prune_model(
-            model,
-            duals,
-            config,
-            batches,
-            method=criterion.name,
-            gamma=args.gamma,
-            dual_weight=args.dual_weight,
-            greedy=args.greedy,
-            channels_per_pass=args.channels_per_pass,
-            local_epochs=args.local_epochs,
-            local_lr=args.local_lr,
-            refresh=args.refresh,
-            final_epochs=args.final_epochs,
-            feature_samples=args.samples,
-            seed=args.seed,
-            score=args.score,
-            local_bias=args.local_bias,
-            thinet_error=args.thinet_error,
-            thinet_targets=args.thinet_targets,
-            cp_design=args.cp_design,
-            progress=progress,
-        )
+        result = prune_model(model, duals, config, batches, options, progress=progress)
     stats = result.stats
     before, after = count_parameters(model), count_parameters(result.model)
     metadata = {
         "stage": "prune",
+        # the pruning options, as given (PruneOptions; --samples is feature_samples)
+        **options.to_dict(),
         "method": criterion.name,
         "parent": str(args.model),
         "config_source": source,
@@ -343,29 +321,12 @@ def run(args: argparse.Namespace) -> int:
         "channel_config": result.channel_config,
         # which input units of each searched layer were kept (indices into the parent's units)
         "kept_units": result.keep,
-        "gamma": args.gamma,
-        "dual_weight": args.dual_weight,
-        "greedy": args.greedy,
-        # drc/dcp: the channel score ("official": sum_o ||g[o]||, "dcp-paper": ||g||)
-        "score": args.score,
-        "local_bias": args.local_bias,
-        # thinet: greedy error ("abs"/"squared") and targets ("pruned"/"original" network)
-        "thinet_error": args.thinet_error,
-        "thinet_targets": args.thinet_targets,
-        # cp: the LASSO design ("all" output channels per position, or one "sampled")
-        "cp_design": args.cp_design,
-        "channels_per_pass": args.channels_per_pass,
-        "local_epochs": args.local_epochs,
-        "local_lr": args.local_lr,
-        "refresh": args.refresh,
-        "final_epochs": args.final_epochs,
         "data": list(args.data or []),
         "images": args.images if batches is not None else 0,
         "patch_size": args.patch_size,
         "batch_size": args.batch_size,
         # "fresh": new random crops for every pass (released code), "fixed": the same ones
         "crops": args.crops,
-        "seed": args.seed,
         # sets of pruning batches the passes read (1 with fixed crops)
         "data_draws": stats.data_draws,
         "passes": stats.passes,

@@ -109,7 +109,7 @@ DEFAULT_CHANNELS_PER_PASS = 1
 
 class GreedyOptions(Protocol):
     """The settings :func:`select_greedy` reads (:class:`~dualsr.compression.prune.PruneOptions`
-    has them; see :func:`~dualsr.compression.prune.prune_model` for their meaning)."""
+    has them; its fields document their meaning)."""
 
     @property
     def greedy(self) -> Literal["moments", "passes"]: ...

@@ -53,15 +53,16 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError, DualSRError
 from ..models.drn import DRN, DualModels
+from ..options import Style, check_fields, flag_of, from_args, to_dict
 from .criteria import (
     CP_DESIGNS,
     DEFAULT_CP_DESIGN,
@@ -259,16 +260,71 @@ def _device(model: nn.Module) -> torch.device:
 # ----------------------------------------------------------------------------------------------
 # The pruning loop
 # ----------------------------------------------------------------------------------------------
+def _one_of(choices: Sequence[str]) -> dict[str, Any]:
+    """Field metadata: the value must be one of ``choices``."""
+    return {"check": lambda value, key: check_choice(key, value, choices)}
+
+
+def _known_method(method: str | Criterion, key: str) -> None:
+    if isinstance(method, str):
+        criterion_class(method)  # ConfigError listing the registered names
+
+
+#: How conversion errors word a bad choice (the wording of :func:`check_choice`).
+FIELDS = Style(choice="{key} must be one of: {choices} (got {value!r})")
+
+
 @dataclass(frozen=True)
 class PruneOptions:
     """Everything :func:`prune_model` can be told besides the model, configuration and data.
 
-    See :func:`prune_model` for the meaning of each field. ``method`` is a registered name or
-    a :class:`~dualsr.compression.criteria.base.Criterion` instance; a name's criterion takes
-    its options from the fields of the same name (``score``, ``thinet_error``, ...).
+    The one statement of the pruning options: ``dualsr prune`` has a flag for each field
+    (``--`` + the name with dashes, or the field's ``flag``: ``feature_samples`` is
+    ``--samples``) and builds them with :meth:`from_args`; a pruned checkpoint records
+    :meth:`to_dict`. The options are checked when they are made (ConfigError).
+
+    Attributes:
+        method: a name in :data:`dualsr.compression.criteria.CRITERIA`, or a
+            :class:`~dualsr.compression.criteria.base.Criterion` instance (then the
+            criterion-specific options, ``score`` to ``cp_design``, are not used: its own fields
+            are its options). A name's criterion takes its options from the fields of the same
+            name.
+        gamma: weight of the SR loss against the layer reconstruction MSE (gradient methods).
+        dual_weight: lambda, the weight of the dual term inside the SR loss (``drc``; also
+            ``thinet``'s local SGD, when dual models are given).
+        greedy: how ``drc``/``dcp`` compute gradients. ``"passes"``: the paper's loop, a real
+            gradient pass and a real local-SGD epoch per selection step. ``"moments"``: the
+            reconstruction term's gradient exactly from per-layer input moments (one pass per
+            layer), the SR term's from a real pass every ``refresh`` steps.
+        channels_per_pass: units selected per step (``greedy="passes"`` and 1: the paper's loop).
+        local_epochs: epochs of local SGD after each selection step (``drc``/``dcp``) or after
+            the selection (``thinet``, on the SR loss alone, as the released code); 0 disables
+            it.
+        local_lr: its learning rate (Nesterov, momentum 0.9).
+        refresh: ``"moments"`` only: selection steps between real SR-gradient passes (None: one
+            pass at the start of each layer).
+        final_epochs: ``"moments"`` only: real local-SGD epochs on the whole loss at the end of
+            each layer.
+        feature_samples: positions sampled per layer by ``thinet`` and ``cp`` (ThiNet pairs
+            each with one random output channel; CP's default design uses all of them).
+        seed: seed of the position sampling.
+        score: ``drc``/``dcp``: how a unit is scored from its consumer-weight gradient slice
+            ``g = grad[:, j]``. ``"official"`` (default, the released code):
+            ``sum_o ||g[o]||``; ``"dcp-paper"``: the Frobenius norm ``||g||``
+            (:data:`dualsr.compression.pruning.scores.GRADIENT_SCORES`).
+        local_bias: ``drc``/``dcp``/``thinet``: the local SGD also updates the consumer's bias
+            (default, as the released code does); False keeps the pretrained bias.
+        thinet_error: ``thinet``'s greedy removal error, ``"abs"`` (default, the released
+            code: ``sum_s |sum_{t in T+j} z[s, t]|``) or ``"squared"`` (the square; ours before).
+        thinet_targets: ``thinet``'s targets: ``"pruned"`` (default, the released code: the
+            network being pruned's own consumer output, all the layer's units present) or
+            ``"original"`` (the original model's consumer output; ours before).
+        cp_design: ``cp``'s LASSO design: ``"all"`` (default, the released code: every output
+            channel at every sampled position) or ``"sampled"`` (one random output channel per
+            position; ours before).
     """
 
-    method: str | Criterion = "drc"
+    method: str | Criterion = field(default="drc", metadata={"check": _known_method})
     gamma: float = 1.0
     dual_weight: float = 0.1
     greedy: Literal["moments", "passes"] = DEFAULT_GREEDY
@@ -277,22 +333,33 @@ class PruneOptions:
     local_lr: float = LOCAL_LR
     refresh: int | None = None
     final_epochs: int = 1
-    feature_samples: int = DEFAULT_FEATURE_SAMPLES
+    feature_samples: int = field(default=DEFAULT_FEATURE_SAMPLES, metadata={"flag": "--samples"})
     seed: int = 0
-    score: str = DEFAULT_SCORE
+    score: str = field(default=DEFAULT_SCORE, metadata={"check": lambda v, _: check_score(v)})
     local_bias: bool = True
-    thinet_error: str = DEFAULT_THINET_ERROR
-    thinet_targets: str = DEFAULT_THINET_TARGETS
-    cp_design: str = DEFAULT_CP_DESIGN
+    thinet_error: str = field(default=DEFAULT_THINET_ERROR, metadata=_one_of(THINET_ERRORS))
+    thinet_targets: str = field(default=DEFAULT_THINET_TARGETS, metadata=_one_of(THINET_TARGETS))
+    cp_design: str = field(default=DEFAULT_CP_DESIGN, metadata=_one_of(CP_DESIGNS))
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    @classmethod
+    def from_args(cls, args: Any) -> PruneOptions:
+        """The options of a ``dualsr prune`` command line (its ``argparse`` namespace), each
+        from its flag; ConfigError names the flag (``--thinet-error must be one of: ...``)."""
+        return from_args(cls, args, _FLAGS)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON-serialisable), in field order; a criterion instance by its name."""
+        d = to_dict(self)
+        if isinstance(self.method, Criterion):
+            d["method"] = self.method.name
+        return d
 
     def check(self) -> None:
-        """ConfigError for an out-of-range value."""
-        check_score(self.score)
-        check_choice("thinet_error", self.thinet_error, THINET_ERRORS)
-        check_choice("thinet_targets", self.thinet_targets, THINET_TARGETS)
-        check_choice("cp_design", self.cp_design, CP_DESIGNS)
-        if self.greedy not in ("moments", "passes"):
-            raise ConfigError(f"greedy must be 'moments' or 'passes', got {self.greedy!r}")
+        """ConfigError for an out-of-range value (done when the options are made)."""
+        check_fields(self, FIELDS)
         if self.channels_per_pass < 1:
             raise ConfigError(f"channels per pass must be >= 1, got {self.channels_per_pass}")
         if self.refresh is not None and self.refresh < 1:
@@ -312,6 +379,11 @@ class PruneOptions:
         return criterion_class(self.method).from_options(self)
 
 
+_FLAG_NAMES = {f.name: flag_of(f) for f in fields(PruneOptions)}
+#: Errors of :meth:`PruneOptions.from_args` name the command-line flags.
+_FLAGS = replace(FIELDS, name=lambda key: _FLAG_NAMES.get(key, key))
+
+
 def prune_masked(
     model: DRN,
     duals: DualModels | None,
@@ -325,8 +397,7 @@ def prune_masked(
     ``result.model`` computes exactly what the slimmed model computes; :func:`prune_model`
     slims it.
     """
-    opts = options or PruneOptions()
-    opts.check()
+    opts = options or PruneOptions()  # checked when it was made
     criterion = opts.criterion()
     config = check_channel_config(model, channel_config)
     if criterion.dual and duals is None and opts.gamma > 0:
@@ -387,24 +458,10 @@ def prune_model(
     duals: DualModels | None,
     channel_config: Sequence[int],
     batches: Sequence[Pyramid] | PruningData | None,
+    options: PruneOptions | None = None,
     *,
-    method: str | Criterion = "drc",
-    gamma: float = 1.0,
-    dual_weight: float = 0.1,
-    greedy: Literal["moments", "passes"] = DEFAULT_GREEDY,
-    channels_per_pass: int = DEFAULT_CHANNELS_PER_PASS,
-    local_epochs: int = 1,
-    local_lr: float = LOCAL_LR,
-    refresh: int | None = None,
-    final_epochs: int = 1,
-    feature_samples: int = DEFAULT_FEATURE_SAMPLES,
-    seed: int = 0,
-    score: str = DEFAULT_SCORE,
-    local_bias: bool = True,
-    thinet_error: str = DEFAULT_THINET_ERROR,
-    thinet_targets: str = DEFAULT_THINET_TARGETS,
-    cp_design: str = DEFAULT_CP_DESIGN,
     progress: Callable[[LayerReport], None] | None = None,
+    **changes: Any,
 ) -> PruneResult:
     """Prune ``model`` to ``channel_config`` and return the slimmed, width-configured DRN.
 
@@ -419,67 +476,17 @@ def prune_model(
             each pass its pyramids, e.g. a :class:`~dualsr.compression.pruning_data.CropSource`
             with fresh random crops for every pass (see the module docstring for which steps
             draw). Not needed by ``l1`` and ``uniform``.
-        method: a name in :data:`dualsr.compression.criteria.CRITERIA`, or a
-            :class:`~dualsr.compression.criteria.base.Criterion` instance (then the
-            criterion-specific arguments below, ``score`` to ``cp_design``, are not used: its
-            own fields are its options).
-        gamma: weight of the SR loss against the layer reconstruction MSE (gradient methods).
-        dual_weight: lambda, the weight of the dual term inside the SR loss (``drc``; also
-            ``thinet``'s local SGD, when ``duals`` are given).
-        greedy: how ``drc``/``dcp`` compute gradients. ``"passes"``: the paper's loop, a real
-            gradient pass and a real local-SGD epoch per selection step. ``"moments"``: the
-            reconstruction term's gradient exactly from per-layer input moments (one pass per
-            layer), the SR term's from a real pass every ``refresh`` steps.
-        channels_per_pass: units selected per step (``greedy="passes"`` and 1: the paper's loop).
-        local_epochs: epochs of local SGD after each selection step (``drc``/``dcp``) or after
-            the selection (``thinet``, on the SR loss alone, as the released code); 0 disables
-            it.
-        local_lr: its learning rate (Nesterov, momentum 0.9).
-        refresh: ``"moments"`` only: selection steps between real SR-gradient passes (None: one
-            pass at the start of each layer).
-        final_epochs: ``"moments"`` only: real local-SGD epochs on the whole loss at the end of
-            each layer.
-        feature_samples: positions sampled per layer by ``thinet`` and ``cp`` (ThiNet pairs
-            each with one random output channel; CP's default design uses all of them).
-        seed: seed of the position sampling.
-        score: ``drc``/``dcp``: how a unit is scored from its consumer-weight gradient slice
-            ``g = grad[:, j]``. ``"official"`` (default, the released code):
-            ``sum_o ||g[o]||``; ``"dcp-paper"``: the Frobenius norm ``||g||``
-            (:data:`dualsr.compression.pruning.scores.GRADIENT_SCORES`).
-        local_bias: ``drc``/``dcp``/``thinet``: the local SGD also updates the consumer's bias
-            (default, as the released code does); False keeps the pretrained bias.
-        thinet_error: ``thinet``'s greedy removal error, ``"abs"`` (default, the released
-            code: ``sum_s |sum_{t in T+j} z[s, t]|``) or ``"squared"`` (the square; ours before).
-        thinet_targets: ``thinet``'s targets: ``"pruned"`` (default, the released code: the
-            network being pruned's own consumer output, all the layer's units present) or
-            ``"original"`` (the original model's consumer output; ours before).
-        cp_design: ``cp``'s LASSO design: ``"all"`` (default, the released code: every output
-            channel at every sampled position) or ``"sampled"`` (one random output channel per
-            position; ours before).
+        options: how to prune (:class:`PruneOptions`, whose fields are documented there;
+            default: its defaults).
         progress: called with a :class:`LayerReport` after each layer.
+        changes: fields of :class:`PruneOptions` replacing those of ``options``, e.g.
+            ``method="l1"`` or ``greedy="moments"``.
 
     Returns:
         PruneResult with the slimmed model (same device and mode as ``model``), the kept units of
         every layer and the cost (passes, seconds).
     """
-    options = PruneOptions(
-        method=method,
-        gamma=gamma,
-        dual_weight=dual_weight,
-        greedy=greedy,
-        channels_per_pass=channels_per_pass,
-        local_epochs=local_epochs,
-        local_lr=local_lr,
-        refresh=refresh,
-        final_epochs=final_epochs,
-        feature_samples=feature_samples,
-        seed=seed,
-        score=score,
-        local_bias=local_bias,
-        thinet_error=thinet_error,
-        thinet_targets=thinet_targets,
-        cp_design=cp_design,
-    )
+    options = replace(options or PruneOptions(), **changes)
     result = prune_masked(model, duals, channel_config, batches, options, progress)
     pruned = slim(result.model, result.keep).requires_grad_(True).train(model.training)
     return PruneResult(pruned, result.keep, result.stats)

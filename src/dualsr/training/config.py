@@ -1,8 +1,9 @@
 """Training configuration: dataclass defaults, a YAML overlay, ``--set key=value`` overrides.
 
 Every section is a plain dataclass passed explicitly to the code that needs it. Loading walks the
-dataclasses' type hints, so an unknown key or a value of the wrong type is reported with its full
-dotted name (``optim.lr``), and :func:`validate` checks the ranges. The resolved configuration is
+dataclasses' type hints (:func:`dualsr.options.from_mapping`), so an unknown key or a value of the
+wrong type is reported with its full dotted name (``optim.lr``), and :func:`validate` checks the
+ranges. The resolved configuration is
 saved into every run directory (``config.yaml``) and inside every checkpoint.
 
 Paths are written as given; :func:`resolve_paths` makes them absolute against the current
@@ -14,17 +15,16 @@ in ``$DUALSR_DATA`` (:mod:`dualsr.data.locate`).
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal
 
 import yaml
 
 from ..data.locate import find_dataset
 from ..errors import ConfigError
+from ..options import from_mapping, to_dict
 
 
 def _path(default: Any = None, data: bool = False) -> Any:
@@ -62,6 +62,8 @@ class DataSource:
     (``X2/0001x2.png``, ``X4/0001x4.png``, ``X8/0001x8.png``); without it the pyramid is made with
     :func:`dualsr.imresize`. In YAML a plain string is shorthand for ``{hr: ...}``.
     """
+
+    shorthand: ClassVar[str] = "hr"  # YAML: a plain string is {hr: ...}
 
     hr: str = _path("", data=True)
     lr: str | None = _path()
@@ -166,12 +168,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain nested dict (YAML/JSON-serialisable)."""
-        return dataclasses.asdict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Build and validate; ConfigError names an unknown key or a bad value."""
-        cfg = _from_mapping(cls, data, "")
+        cfg = from_mapping(cls, data)
         validate(cfg)
         return cfg
 
@@ -362,113 +364,6 @@ def _non_negative(cfg: TrainConfig, *keys: str) -> None:
         value = _get(cfg, key)
         if value is not None and not value >= 0:
             raise ConfigError(f"{key} must be >= 0, got {value}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Typed conversion of plain data into the dataclasses
-# ----------------------------------------------------------------------------------------------
-def _from_mapping(cls: type, data: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(cls) and cls is DataSource and isinstance(data, str):
-        data = {"hr": data}
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"{where or 'config'}: expected a mapping of keys, got {type(data).__name__} {data!r}"
-        )
-    hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {_join(where, close[0])!r}?)" if close else ""
-            raise ConfigError(
-                f"unknown config key {_join(where, str(key))!r}{hint}; "
-                f"valid keys{' in ' + where if where else ''}: {', '.join(names)}"
-            )
-    kwargs = {k: _convert(hints[k], v, _join(where, k)) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _convert(tp: Any, value: Any, key: str) -> Any:
-    origin = get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _convert(arg, value, key)
-            except ConfigError as exc:
-                errors.append(exc)
-        if len(errors) == 1:
-            raise errors[0]
-        raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
-    if origin is Literal:
-        if value not in get_args(tp):
-            choices = ", ".join(str(a) for a in get_args(tp))
-            raise ConfigError(f"{key} must be one of {choices}, got {value!r}")
-        return value
-    if origin is list:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (item_type,) = get_args(tp)
-        return [_convert(item_type, v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp):
-        return _from_mapping(tp, value, key)
-    return _scalar(tp, value, key)
-
-
-def _scalar(tp: type, value: Any, key: str) -> Any:
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        number = _number(value)
-        if number is not None and float(number).is_integer():
-            return int(number)
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        number = None if isinstance(value, bool) else _number(value)
-        if number is not None:
-            return float(number)
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    raise TypeError(f"unsupported config type {tp} for {key}")  # pragma: no cover
-
-
-def _number(value: Any) -> float | None:
-    """int/float, or a numeric string (PyYAML reads ``1e-4`` as a string)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _describe(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_describe(a) for a in get_args(tp))
-    if origin is list:
-        return f"a list of {_describe(get_args(tp)[0])}"
-    if tp is type(None):
-        return "null"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
-        tp, getattr(tp, "__name__", str(tp))
-    )
 
 
 def resume_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:

@@ -2,12 +2,14 @@
 
 The bottom of :mod:`dualsr.compression.search`: this module owns the search's defaults (the
 candidate ratios, the logits' Adam betas and schedules, the gradient clip, the selections, the
-learning-rate floor) and imports no other module of the package.
+learning-rate floor) and imports no other module of :mod:`dualsr.compression.search`.
 
 :class:`SearchOptions` holds every option of a search run, with the paper's settings as
-defaults. Values are converted and checked by :meth:`SearchOptions.from_dict`, which accepts the
-forms of the command line and of YAML files (``budget_params: 3.1M``, ``input_size: 96x96`` or
-``[96, 96]``, ``ratios: 0.5,0.6`` or a list); an unknown key or a bad value raises
+defaults. Values are converted and checked by :meth:`SearchOptions.from_dict`: the shared
+converter :func:`dualsr.options.from_mapping` (each field's parser or check is declared on the
+field), then the checks across options. It accepts the forms of the command line and of YAML
+files (``budget_params: 3.1M``, ``input_size: 96x96`` or ``[96, 96]``, ``ratios: 0.5,0.6`` or
+a list); an unknown key or a bad value raises
 :class:`~dualsr.errors.ConfigError` naming the option. Keys are the long options of
 ``dualsr search`` (``patch_size`` or ``patch-size``), so the messages name them as options
 (``--patch-size``).
@@ -26,12 +28,13 @@ import dataclasses
 import math
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ...errors import ConfigError
+from ...options import Style, from_mapping, parse_hw, to_dict
 from ..budget import DEFAULT_INPUT_HW, DEFAULT_TOLERANCE, Budget
 
 #: The candidate ratios ``k`` of the paper: a layer's candidates are ``int(C (1 - r) k)``.
@@ -77,6 +80,143 @@ def check_rate(rate: float) -> float:
     return r
 
 
+# ----------------------------------------------------------------------------------------------
+# Value parsers (command-line strings or YAML values)
+# ----------------------------------------------------------------------------------------------
+_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+_DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*(s|sec|m|min|h)\s*", re.I)
+
+
+def parse_count(value: str | float | int, option: str) -> int:
+    """``3116637``, ``3,116,637``, ``3.1M``, ``72G`` or ``1e6`` as a positive integer."""
+    if isinstance(value, int | float):
+        number = float(value)
+    else:
+        m = re.fullmatch(r"\s*([0-9][0-9_,]*\.?[0-9]*(?:e[0-9]+)?)\s*([kmg]?)\s*", str(value), re.I)
+        if not m:
+            raise ConfigError(
+                f"{option}: expected a count such as 3116637, 3.1M or 72G, got {value!r}"
+            )
+        number = float(m.group(1).replace(",", "").replace("_", "")) * _SUFFIX[m.group(2).lower()]
+    if not math.isfinite(number) or number < 1:
+        raise ConfigError(f"{option} must be a positive count, got {value!r}")
+    return int(round(number))
+
+
+def parse_save_every(value: str | int | float, option: str = "--save-every") -> int | str:
+    """``--save-every``: a number of steps (``50``) or a duration (``30s``, ``5m``, ``1h``).
+
+    Returns the steps as an int, or the duration as a normalised string; 0 saves only at the end,
+    on a stop request and after an error. ConfigError for anything else.
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{option}: expected steps such as 50 or a duration such as 5m")
+    text = str(value).strip()
+    if isinstance(value, int) or text.isdigit():
+        steps = int(text)
+        if steps < 0:
+            raise ConfigError(f"{option} must be >= 0 steps, got {value!r}")
+        return steps
+    m = _DURATION.fullmatch(text)
+    if not m or not math.isfinite(float(m.group(1))) or float(m.group(1)) <= 0:
+        raise ConfigError(
+            f"{option}: expected a number of steps such as 50 or a duration such as 30s, 5m or "
+            f"1h, got {value!r}"
+        )
+    return f"{float(m.group(1)):g}{m.group(2).lower()[0]}"
+
+
+def parse_betas(value: str | list | tuple, option: str = "--alpha-betas") -> tuple[float, float]:
+    """``0.9,0.999`` or ``[0.9, 0.999]`` as Adam's ``(beta1, beta2)``, each in [0, 1)."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    try:
+        betas = tuple(float(x) for x in items if str(x).strip())
+    except (TypeError, ValueError):
+        betas = ()
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ConfigError(
+            f"{option}: expected two numbers in [0, 1) such as 0.9,0.999, got {value!r}"
+        )
+    return betas[0], betas[1]
+
+
+def parse_grad_clip(value: str | float | None, option: str = "--grad-clip") -> float:
+    """A gradient-norm limit: a positive number, or 0 / ``none`` / ``off`` for no clipping (0)."""
+    if value is None or str(value).strip().lower() in ("none", "off", "no", "false"):
+        return 0.0
+    if isinstance(value, bool):
+        raise ConfigError(f"{option}: expected a number such as 5 or none, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise ConfigError(
+            f"{option}: expected a positive number such as 5, or 0/none for no clipping, "
+            f"got {value!r}"
+        )
+    return number
+
+
+def parse_ratios(value: str | list | tuple, option: str = "--ratios") -> tuple[float, ...]:
+    """``0.5,0.6,...`` or a list as a tuple of floats."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    try:
+        ratios = tuple(float(x) for x in items if str(x).strip())
+    except ValueError:
+        raise ConfigError(
+            f"{option}: expected numbers such as 0.5,0.6,1.0, got {value!r}"
+        ) from None
+    if not ratios or any(not 0 < r <= 1 for r in ratios):
+        raise ConfigError(f"{option} must be numbers in (0, 1], got {value!r}")
+    return ratios
+
+
+def parse_folders(value: str | Path | list | tuple, option: str = "--data") -> list[str]:
+    """A folder, or a list of folders, as a list of strings."""
+    if isinstance(value, str | Path):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{option}: expected a folder or a list of folders, got {value!r}")
+    return [str(d) for d in value]
+
+
+def _check_steps(steps: int, option: str) -> None:
+    if steps < 1:
+        raise ConfigError(
+            f"{option} must be at least 1, got {steps} (no step searches nothing: the result "
+            "would be the starting point)"
+        )
+
+
+def _flag(key: str) -> str:
+    return "-o/--output" if key == "output" else f"--{key.replace('_', '-')}"
+
+
+def _unknown(unknown: Sequence[str], names: Sequence[str], where: str = "") -> str:
+    return f"{where}unknown option(s) {sorted(unknown)}; valid: {', '.join(sorted(names))}"
+
+
+def _one_of(choices: Sequence[str]) -> str:
+    return f"{', '.join(choices[:-1])} or {choices[-1]}"
+
+
+#: How conversion errors name the options: as the flags of ``dualsr search``.
+OPTIONS = Style(
+    name=_flag,
+    expected="{key}: not {what}: {value!r}",
+    choice="{key} must be {choices}, got {value!r}",
+    words={int: "a number", float: "a number", bool: "true or false", str: "a string"},
+    join=_one_of,
+    unknown=_unknown,
+)
+
+
+def _as_list(parser: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
+    """Field metadata: ``list(parser(value, option))`` converts the value."""
+    return {"parse": lambda value, option: list(parser(value, option, **kwargs))}
+
+
 @dataclass
 class SearchOptions:
     """Every option of a channel number search; the defaults are the paper's settings.
@@ -85,24 +225,34 @@ class SearchOptions:
     """
 
     model: str | None = None  # trained checkpoint (.safetensors or official .pt), or a preset
-    data: list[str] | None = None  # folders of HR training images
-    rate: float | None = None  # pruning rate r in (0, 1)
+    data: list[str] | None = field(default=None, metadata={"parse": parse_folders})  # HR images
+    rate: float | None = field(default=None, metadata={"parse": lambda v, _: check_rate(v)})
     output: str | None = None  # output folder
-    budget_params: int | None = None
-    budget_macs: int | None = None
-    input_size: list[int] = field(default_factory=lambda: list(DEFAULT_INPUT_HW))  # [H, W]
+    budget_params: int | None = field(default=None, metadata={"parse": parse_count})
+    budget_macs: int | None = field(default=None, metadata={"parse": parse_count})
+    input_size: list[int] = field(  # [H, W]
+        default_factory=lambda: list(DEFAULT_INPUT_HW), metadata=_as_list(parse_hw, square=True)
+    )
     tolerance: float = DEFAULT_TOLERANCE
-    order: Literal["second", "first"] = "second"
+    order: Literal["second", "first"] = field(
+        default="second", metadata={"choices": "'first' or 'second'"}
+    )
     epochs: float = 100.0
-    steps: int | None = None  # overrides epochs
-    ratios: list[float] = field(default_factory=lambda: list(PAPER_RATIOS))
+    steps: int | None = field(default=None, metadata={"check": _check_steps})  # overrides epochs
+    ratios: list[float] = field(
+        default_factory=lambda: list(PAPER_RATIOS), metadata=_as_list(parse_ratios)
+    )
     multiple: int = 4
     lr_weights: float = 1e-4
     lr_alpha: float = 3e-4
-    alpha_betas: list[float] = field(default_factory=lambda: list(ALPHA_BETAS))  # Adam of alpha
+    alpha_betas: list[float] = field(  # Adam of alpha
+        default_factory=lambda: list(ALPHA_BETAS), metadata=_as_list(parse_betas)
+    )
     alpha_schedule: Literal["cosine", "constant"] = "cosine"  # the logits' lr: like the weights'
     alpha_weight_decay: float = 1e-3
-    grad_clip: float = GRAD_CLIP  # max gradient norm of the weight step; 0: no clipping
+    grad_clip: float = field(  # max gradient norm of the weight step; 0: no clipping
+        default=GRAD_CLIP, metadata={"parse": parse_grad_clip}
+    )
     select: Literal["argmax", "budget"] = "argmax"  # final configuration: argmax or budget fit
     val: str | None = None  # folder of HR validation images (best epoch by PSNR), e.g. Set5
     dual_weight: float = 0.1
@@ -113,11 +263,13 @@ class SearchOptions:
     cache_dir: str | None = None  # default: $DUALSR_CACHE_DIR or ~/.cache/dualsr/pyramids
     device: Literal["auto", "cpu", "cuda"] = "auto"
     save_weights: bool = False
-    save_every: int | str = DEFAULT_SAVE_EVERY  # steps (50) or a duration (30s, 5m, 1h)
+    save_every: int | str = field(  # steps (50) or a duration (30s, 5m, 1h)
+        default=DEFAULT_SAVE_EVERY, metadata={"parse": parse_save_every}
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (YAML/JSON-serialisable), in field order."""
-        return dataclasses.asdict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, complete: bool = False) -> SearchOptions:
@@ -126,9 +278,31 @@ class SearchOptions:
         ``complete=True`` also requires what a run needs (model, data, rate and output).
         ConfigError names an unknown key or a bad value.
         """
-        given = _normalise_keys(data)
-        _check_keys(given, "")
-        return cls(**_convert({**cls().to_dict(), **given}, complete))
+        options = from_mapping(cls, _normalise_keys(data), style=OPTIONS)
+        options._check(complete)
+        return options
+
+    def _check(self, complete: bool) -> None:
+        """The checks across options (those of one option are on its field)."""
+        if complete:
+            missing = [k for k in REQUIRED if getattr(self, k) in (None, [], "")]
+            if missing:
+                flags = ", ".join(_flag(k) for k in missing)
+                raise ConfigError(f"missing {flags} (give them on the command line or in --config)")
+        if self.budget_params is not None and self.budget_macs is not None:
+            raise ConfigError("give only one of --budget-params and --budget-macs")
+        if self.steps is None and self.epochs <= 0:
+            raise ConfigError(f"--epochs must be positive, got {self.epochs}")
+        has_budget = self.budget_params is not None or self.budget_macs is not None
+        if self.select == "budget" and not has_budget:
+            raise ConfigError("--select budget needs --budget-params or --budget-macs")
+        if self.select == "argmax" and has_budget:
+            flag = "--budget-params" if self.budget_params is not None else "--budget-macs"
+            raise ConfigError(
+                f"{flag} is not used by --select argmax (the default, the paper's final step: "
+                f"the most likely width of every layer, whatever its size); add --select budget "
+                f"to fit the configuration to {flag}, or drop {flag}"
+            )
 
     @property
     def input_hw(self) -> tuple[int, int]:
@@ -328,202 +502,6 @@ def _given(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _check_keys(options: Mapping[str, Any], where: str) -> None:
-    names = option_names()
-    unknown = sorted(set(options) - set(names))
+    unknown = set(options) - set(option_names())
     if unknown:
-        raise ConfigError(f"{where}unknown option(s) {unknown}; valid: {', '.join(sorted(names))}")
-
-
-def _flag(key: str) -> str:
-    return "-o/--output" if key == "output" else f"--{key.replace('_', '-')}"
-
-
-_NUMBERS = {
-    "tolerance": float,
-    "epochs": float,
-    "multiple": int,
-    "lr_weights": float,
-    "lr_alpha": float,
-    "alpha_weight_decay": float,
-    "dual_weight": float,
-    "patch_size": int,
-    "batch_size": int,
-    "seed": int,
-}
-
-
-def _convert(opts: dict[str, Any], complete: bool) -> dict[str, Any]:
-    """Convert and check merged raw options (in place); the checks in command-line order."""
-    if complete:
-        missing = [k for k in REQUIRED if opts[k] in (None, [], "")]
-        if missing:
-            flags = ", ".join(_flag(k) for k in missing)
-            raise ConfigError(f"missing {flags} (give them on the command line or in --config)")
-    if opts["budget_params"] is not None and opts["budget_macs"] is not None:
-        raise ConfigError("give only one of --budget-params and --budget-macs")
-    if isinstance(opts["data"], str | Path):
-        opts["data"] = [opts["data"]]
-    if opts["data"] is not None:
-        if not isinstance(opts["data"], list | tuple):
-            raise ConfigError(
-                f"--data: expected a folder or a list of folders, got {opts['data']!r}"
-            )
-        opts["data"] = [str(d) for d in opts["data"]]
-    if opts["rate"] is not None:
-        opts["rate"] = check_rate(opts["rate"])
-    opts["input_size"] = list(parse_hw(opts["input_size"]))
-    opts["ratios"] = list(parse_ratios(opts["ratios"]))
-    opts["alpha_betas"] = list(parse_betas(opts["alpha_betas"]))
-    opts["grad_clip"] = parse_grad_clip(opts["grad_clip"])
-    for key in ("budget_params", "budget_macs"):
-        if opts[key] is not None:
-            opts[key] = parse_count(opts[key], _flag(key))
-    for key, kind in _NUMBERS.items():
-        try:
-            opts[key] = kind(opts[key])
-        except (TypeError, ValueError):
-            raise ConfigError(f"{_flag(key)}: not a number: {opts[key]!r}") from None
-    if opts["steps"] is not None:
-        opts["steps"] = int(opts["steps"])
-        if opts["steps"] < 1:
-            raise ConfigError(
-                f"--steps must be at least 1, got {opts['steps']} (no step searches nothing: "
-                "the result would be the starting point)"
-            )
-    elif opts["epochs"] <= 0:
-        raise ConfigError(f"--epochs must be positive, got {opts['epochs']}")
-    if opts["order"] not in ("first", "second"):
-        raise ConfigError(f"--order must be 'first' or 'second', got {opts['order']!r}")
-    if opts["alpha_schedule"] not in ALPHA_SCHEDULES:
-        raise ConfigError(
-            f"--alpha-schedule must be cosine or constant, got {opts['alpha_schedule']!r}"
-        )
-    if opts["select"] not in SELECTIONS:
-        raise ConfigError(f"--select must be argmax or budget, got {opts['select']!r}")
-    has_budget = opts["budget_params"] is not None or opts["budget_macs"] is not None
-    if opts["select"] == "budget" and not has_budget:
-        raise ConfigError("--select budget needs --budget-params or --budget-macs")
-    if opts["select"] == "argmax" and has_budget:
-        flag = "--budget-params" if opts["budget_params"] is not None else "--budget-macs"
-        raise ConfigError(
-            f"{flag} is not used by --select argmax (the default, the paper's final step: the "
-            f"most likely width of every layer, whatever its size); add --select budget to fit "
-            f"the configuration to {flag}, or drop {flag}"
-        )
-    if opts["cache"] not in ("disk", "memory"):
-        raise ConfigError(f"--cache must be disk or memory, got {opts['cache']!r}")
-    if opts["device"] not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"--device must be auto, cpu or cuda, got {opts['device']!r}")
-    for key in ("output", "model", "val"):
-        if opts[key] is not None:
-            opts[key] = str(opts[key])
-    opts["save_weights"] = bool(opts["save_weights"])
-    opts["save_every"] = parse_save_every(opts["save_every"])
-    return opts
-
-
-# ----------------------------------------------------------------------------------------------
-# Value parsers (command-line strings or YAML values)
-# ----------------------------------------------------------------------------------------------
-_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
-_DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*(s|sec|m|min|h)\s*", re.I)
-
-
-def parse_count(value: str | float | int, option: str) -> int:
-    """``3116637``, ``3,116,637``, ``3.1M``, ``72G`` or ``1e6`` as a positive integer."""
-    if isinstance(value, int | float):
-        number = float(value)
-    else:
-        m = re.fullmatch(r"\s*([0-9][0-9_,]*\.?[0-9]*(?:e[0-9]+)?)\s*([kmg]?)\s*", str(value), re.I)
-        if not m:
-            raise ConfigError(
-                f"{option}: expected a count such as 3116637, 3.1M or 72G, got {value!r}"
-            )
-        number = float(m.group(1).replace(",", "").replace("_", "")) * _SUFFIX[m.group(2).lower()]
-    if not math.isfinite(number) or number < 1:
-        raise ConfigError(f"{option} must be a positive count, got {value!r}")
-    return int(round(number))
-
-
-def parse_save_every(value: str | int | float, option: str = "--save-every") -> int | str:
-    """``--save-every``: a number of steps (``50``) or a duration (``30s``, ``5m``, ``1h``).
-
-    Returns the steps as an int, or the duration as a normalised string; 0 saves only at the end,
-    on a stop request and after an error. ConfigError for anything else.
-    """
-    if isinstance(value, bool):
-        raise ConfigError(f"{option}: expected steps such as 50 or a duration such as 5m")
-    text = str(value).strip()
-    if isinstance(value, int) or text.isdigit():
-        steps = int(text)
-        if steps < 0:
-            raise ConfigError(f"{option} must be >= 0 steps, got {value!r}")
-        return steps
-    m = _DURATION.fullmatch(text)
-    if not m or not math.isfinite(float(m.group(1))) or float(m.group(1)) <= 0:
-        raise ConfigError(
-            f"{option}: expected a number of steps such as 50 or a duration such as 30s, 5m or "
-            f"1h, got {value!r}"
-        )
-    return f"{float(m.group(1)):g}{m.group(2).lower()[0]}"
-
-
-def parse_betas(value: str | list | tuple, option: str = "--alpha-betas") -> tuple[float, float]:
-    """``0.9,0.999`` or ``[0.9, 0.999]`` as Adam's ``(beta1, beta2)``, each in [0, 1)."""
-    items = value if isinstance(value, list | tuple) else str(value).split(",")
-    try:
-        betas = tuple(float(x) for x in items if str(x).strip())
-    except (TypeError, ValueError):
-        betas = ()
-    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-        raise ConfigError(
-            f"{option}: expected two numbers in [0, 1) such as 0.9,0.999, got {value!r}"
-        )
-    return betas[0], betas[1]
-
-
-def parse_grad_clip(value: str | float | None, option: str = "--grad-clip") -> float:
-    """A gradient-norm limit: a positive number, or 0 / ``none`` / ``off`` for no clipping (0)."""
-    if value is None or str(value).strip().lower() in ("none", "off", "no", "false"):
-        return 0.0
-    if isinstance(value, bool):
-        raise ConfigError(f"{option}: expected a number such as 5 or none, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number) or number < 0:
-        raise ConfigError(
-            f"{option}: expected a positive number such as 5, or 0/none for no clipping, "
-            f"got {value!r}"
-        )
-    return number
-
-
-def parse_hw(value: str | list | tuple, option: str = "--input-size") -> tuple[int, int]:
-    """``96x96`` (H x W), ``96`` or ``[96, 96]`` as ``(H, W)``."""
-    if isinstance(value, list | tuple) and len(value) == 2:
-        h, w = value
-    else:
-        m = re.fullmatch(r"\s*(\d+)\s*(?:[x,]\s*(\d+))?\s*", str(value), re.I)
-        if not m:
-            raise ConfigError(f"{option}: expected HxW such as 96x96, got {value!r}")
-        h, w = m.group(1), m.group(2) or m.group(1)
-    hw = (int(h), int(w))
-    if min(hw) < 1:
-        raise ConfigError(f"{option}: sizes must be positive, got {value!r}")
-    return hw
-
-
-def parse_ratios(value: str | list | tuple) -> tuple[float, ...]:
-    """``0.5,0.6,...`` or a list as a tuple of floats."""
-    items = value if isinstance(value, list | tuple) else str(value).split(",")
-    try:
-        ratios = tuple(float(x) for x in items if str(x).strip())
-    except ValueError:
-        raise ConfigError(
-            f"--ratios: expected numbers such as 0.5,0.6,1.0, got {value!r}"
-        ) from None
-    if not ratios or any(not 0 < r <= 1 for r in ratios):
-        raise ConfigError(f"--ratios must be numbers in (0, 1], got {value!r}")
-    return ratios
+        raise ConfigError(_unknown(list(unknown), option_names(), where))
