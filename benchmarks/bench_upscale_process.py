@@ -6,16 +6,21 @@ in interleaved rounds (median of the rounds):
 
 * ``plain``: a plain PyTorch script: build the DRN, load the weights, forward in fp32 (the model
   as written, NCHW), round, write the PNG; glibc's default malloc settings;
-* ``dualsr upscale`` with its defaults (precision auto, fused path, default tile);
-* ``dualsr upscale --precision fp32``.
+* ``dualsr upscale`` with its defaults (``--backend auto``, ``--precision auto``, default tile);
+* ``dualsr upscale --precision fp32`` (auto among the exact-fp32 paths).
 
-Inside ``dualsr upscale`` the phases are timed too (imports, model load, the fast path's build
-and self-check, the upscale, the PNG write) from a separate in-process run. Random weights
-(seed 0): time does not depend on their values. Run it on a quiet machine.
+``--backend auto`` calibrates once per machine and model where rules do not decide (a CPU
+without native bf16, or ``--precision fp32``) and caches the choice and the exported ONNX graph
+in ``$DUALSR_HOME``: the benchmark points ``$DUALSR_HOME`` at a fresh folder, reports each
+command's first run (with that one-time cost) apart, and times the later, cached runs.
 
-    python benchmarks/bench_upscale_process.py [--rounds 5] [--threads 2]
+Inside ``dualsr upscale`` the phases are timed too (imports, model load, building the chosen
+path, the upscale, the PNG write) from a separate in-process run, with what auto chose. Random
+weights (seed 0): time does not depend on their values. Run it on a quiet machine.
 
-Writes benchmarks/results/bench_upscale_process.json and .txt.
+    python benchmarks/bench_upscale_process.py [--rounds 5] [--threads 2] [--preset drn-s-x4]
+
+Writes benchmarks/results/bench_upscale_process_<preset>_<cpu kind>.json and .txt.
 """
 
 from __future__ import annotations
@@ -55,13 +60,13 @@ import numpy as np, torch
 t1 = time.perf_counter()
 from dualsr.cli import main
 from dualsr.data.image_io import read_image, write_image
-from dualsr.inference import TorchUpscaler
+from dualsr.deploy.autoselect import auto_upscaler
 from dualsr.pretrained import resolve_model
 t2 = time.perf_counter()
 torch.set_num_threads(int(sys.argv[3]))
 model = resolve_model(sys.argv[1])
 t3 = time.perf_counter()
-up = TorchUpscaler(model, tile=int(sys.argv[5]))
+up = auto_upscaler(model, precision=sys.argv[6], tile=int(sys.argv[5]))
 t4 = time.perf_counter()
 image = read_image(sys.argv[2])
 image.pixels = up(image.pixels)
@@ -70,8 +75,9 @@ write_image(sys.argv[4], image)
 t6 = time.perf_counter()
 import json
 print(json.dumps({"import torch": t1 - t0, "import dualsr": t2 - t1, "load model": t3 - t2,
-       "build fast path + self-check": t4 - t3, "read + upscale": t5 - t4,
-       "write PNG": t6 - t5, "precision": up.precision, "backend": up.backend}))
+       "choose (cached) + build the path": t4 - t3, "read + upscale": t5 - t4,
+       "write PNG": t6 - t5, "precision": up.precision, "backend": up.backend,
+       "why": up.choice.reason}))
 """
 
 
@@ -100,10 +106,13 @@ def main() -> None:
     import dualsr
     from dualsr.inference import DEFAULT_TILES
 
+    info = machine()
     w, h = (int(v) for v in args.size.split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="dualsr-bench-"))
     torch.manual_seed(0)
-    ckpt = dualsr.save_model(tmp / "model.safetensors", dualsr.create_model(args.preset))
+    model = dualsr.create_model(args.preset)
+    scale = model.scale
+    ckpt = dualsr.save_model(tmp / "model.safetensors", model)
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:h, 0:w]
     img = 127 + 80 * np.sin(xx / 9.0)[..., None] * np.cos(yy / 13.0)[..., None]
@@ -113,84 +122,79 @@ def main() -> None:
     (tmp / "plain.py").write_text(PLAIN)
     (tmp / "phases.py").write_text(PHASES)
 
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    # a fresh cache: the first run of each command pays auto's one-time calibration and export
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "DUALSR_HOME": str(tmp / "home")}
     plain_env = {k: v for k, v in env.items() if not k.startswith("MALLOC_")}
     dualsr_bin = str(Path(sys.executable).with_name("dualsr"))
+    upscale = [dualsr_bin, "upscale", str(src), "-m", str(ckpt)]
+    plain = [sys.executable, str(tmp / "plain.py"), str(ckpt), str(src), str(args.threads)]
     cases = {
-        "plain eager fp32 script": (
-            [
-                sys.executable,
-                str(tmp / "plain.py"),
-                str(ckpt),
-                str(src),
-                str(args.threads),
-                str(tmp / "plain.png"),
-            ],
-            plain_env,
-        ),
-        "dualsr upscale (defaults)": (
-            [dualsr_bin, "upscale", str(src), "-o", str(tmp / "d.png"), "-m", str(ckpt)],
-            env,
-        ),
+        "plain eager fp32 script": ([*plain, str(tmp / "plain.png")], plain_env),
+        "dualsr upscale (defaults)": ([*upscale, "-o", str(tmp / "d.png")], env),
         "dualsr upscale --precision fp32": (
-            [
-                dualsr_bin,
-                "upscale",
-                str(src),
-                "-o",
-                str(tmp / "f.png"),
-                "-m",
-                str(ckpt),
-                "--precision",
-                "fp32",
-            ],
+            [*upscale, "-o", str(tmp / "f.png"), "--precision", "fp32"],
             env,
         ),
     }
     times: dict[str, list[float]] = {k: [] for k in cases}
-    for cmd, e in cases.values():  # warm the file cache
-        run_once(cmd, e)
     load_start = os.getloadavg()
+    first = {name: run_once(cmd, e) for name, (cmd, e) in cases.items()}  # also warms the cache
     for _ in range(args.rounds):
         for name, (cmd, e) in cases.items():
             times[name].append(run_once(cmd, e))
     load_end = os.getloadavg()
-    phases_cmd = [
-        sys.executable,
-        str(tmp / "phases.py"),
-        str(ckpt),
-        str(src),
-        str(args.threads),
-        str(tmp / "p.png"),
-        str(DEFAULT_TILES["bf16" if "bf16" in precision_auto() else "fp32"]),
-    ]
-    phases = subprocess.run(phases_cmd, check=True, env=env, capture_output=True, text=True)
-    phase_times = json.loads(phases.stdout.strip().splitlines()[-1])
+    phase_times = {}
+    for label, precision in (("defaults", "auto"), ("--precision fp32", "fp32")):
+        bf16 = precision == "auto" and "bf16" in precision_auto()
+        tile = DEFAULT_TILES["bf16" if bf16 else "fp32"]
+        cmd = [
+            sys.executable,
+            str(tmp / "phases.py"),
+            str(ckpt),
+            str(src),
+            str(args.threads),
+            str(tmp / "p.png"),
+            str(tile),
+            precision,
+        ]
+        out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
+        phase_times[label] = json.loads(out.stdout.strip().splitlines()[-1])
     medians = {k: statistics.median(v) for k, v in times.items()}
     base = medians["plain eager fp32 script"]
     lines = [
         f"# whole process, {args.preset} (random weights), {w}x{h} PNG in -> "
-        f"{w * 4}x{h * 4} out, {args.threads} threads, {args.rounds} interleaved rounds: "
-        f"python {' '.join(sys.argv)}",
-        f"# {machine()['platform']}, torch {torch.__version__}; load average "
+        f"{w * scale}x{h * scale} out, {args.threads} threads, {args.rounds} interleaved rounds "
+        f"after one first run each: python {' '.join(sys.argv)}",
+        f"# cpu {info['cpu_model']}; kind {info['cpu_kind']}; flags {' '.join(info['cpu_flags'])}",
+        f"# {info['platform']}, torch {torch.__version__}; load average "
         f"{tuple(round(v, 2) for v in load_start)} at start, "
         f"{tuple(round(v, 2) for v in load_end)} at end; default tiles {DEFAULT_TILES}",
-        f"{'command':<34} {'median s':>9} {'min':>7} {'max':>7} {'vs plain':>9}",
+        f"{'command':<34} {'median s':>9} {'min':>7} {'max':>7} {'vs plain':>9} {'first run':>10}",
     ]
     for name, ts in times.items():
         lines.append(
             f"{name:<34} {medians[name]:>9.2f} {min(ts):>7.2f} {max(ts):>7.2f} "
-            f"{base / medians[name]:>8.2f}x"
+            f"{base / medians[name]:>8.2f}x {first[name]:>9.2f}s"
         )
-    lines.append("phases inside dualsr upscale (one in-process run, seconds):")
-    for k, v in phase_times.items():
-        lines.append(f"  {k:<30} {v if isinstance(v, str) else f'{v:.3f}'}")
+    for label, phases in phase_times.items():
+        lines.append(f"phases inside dualsr upscale, {label} (one in-process run, seconds):")
+        for k, v in phases.items():
+            lines.append(f"  {k:<34} {v if isinstance(v, str) else f'{v:.3f}'}")
     text = "\n".join(lines)
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_upscale_process.txt").write_text(text + "\n")
-    doc = {"machine": machine(), "times_s": times, "medians_s": medians, "phases_s": phase_times}
-    (RESULTS / "bench_upscale_process.json").write_text(json.dumps(doc, indent=2) + "\n")
+    stem = f"bench_upscale_process_{args.preset}_{info['cpu_kind']}"
+    (RESULTS / f"{stem}.txt").write_text(text + "\n")
+    doc = {
+        "machine": info,
+        "first_run_s": first,
+        "times_s": times,
+        "medians_s": medians,
+        "phases_s": phase_times,
+        "loadavg_start": load_start,
+        "loadavg_end": load_end,
+    }
+    (RESULTS / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,23 @@ def _cpu_flags() -> str:
     return "with AVX512_BF16" if "avx512_bf16" in flags else ""
 
 
+def record_shipped(path: Path) -> None:
+    """Record a file written into the package's weights folder in its ``shipped.json`` (size and
+    sha256, checked on every load by ``dualsr.pretrained.load_shipped``)."""
+    from dualsr.fileio import atomic_write_bytes
+    from dualsr.pretrained import SHIPPED_MANIFEST, file_record
+
+    folder = Path(dualsr.__file__).resolve().parent / "weights"
+    if path.resolve().parent != folder:
+        return
+    manifest = folder / SHIPPED_MANIFEST
+    doc = json.loads(manifest.read_text(encoding="utf-8"))
+    doc["weights"][path.stem] = file_record(path)
+    doc["weights"] = dict(sorted(doc["weights"].items()))
+    atomic_write_bytes(manifest, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+    print(f"recorded {path.name} in {manifest}")
+
+
 def main() -> None:
     """Evaluate, time, then write the weights with provenance; prints the JSON provenance."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -137,6 +154,7 @@ def main() -> None:
     if isinstance(training, dict):
         provenance["training"] = {k: v for k, v in training.items() if k in ("stage", "step")}
     dualsr.save_model(args.output, model, ckpt.duals, metadata=provenance)
+    record_shipped(args.output)
     print(
         json.dumps({k: v for k, v in provenance.items() if k not in ("recipe", "curve")}, indent=2)
     )

@@ -61,3 +61,46 @@ def test_the_path_check_flags_machine_paths() -> None:
     flagged = [{"dir": "/root/runs"}, {"t": ["~/data/T91"]}, {"c": "C:\\data"}]
     assert all(LOCAL_PATH.search(json.dumps(r)) for r in flagged)
     assert not LOCAL_PATH.search(json.dumps({"train": ["T91", "BSD200"], "lr": 0.001}))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_file_matches_its_recorded_size_and_sha256(name: str) -> None:
+    record = pretrained.shipped_manifest()[name]
+    assert pretrained.file_record(pretrained.shipped_weights(name)) == record
+    assert record["bytes"] > 100_000 and len(record["sha256"]) == 64
+
+
+def test_the_manifest_lists_only_shipped_files() -> None:
+    assert set(pretrained.shipped_manifest()) == set(SHIPPED)
+
+
+def _tampered(tmp_path, monkeypatch: pytest.MonkeyPatch, edit) -> None:  # noqa: ANN001
+    """Point drn-t-x4's shipped path at a copy changed by ``edit(bytes) -> bytes``."""
+    source = pretrained.shipped_weights("drn-t-x4")
+    copy = tmp_path / "drn-t-x4.safetensors"
+    copy.write_bytes(edit(source.read_bytes()))
+    monkeypatch.setattr(pretrained, "shipped_weights", lambda name: copy)
+
+
+def test_a_damaged_shipped_file_is_refused_with_the_fix(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    def flip_last_byte(data: bytes) -> bytes:
+        return data[:-1] + bytes([data[-1] ^ 1])
+
+    _tampered(tmp_path, monkeypatch, flip_last_byte)
+    with pytest.raises(pretrained.CheckpointError, match="sha256 .*reinstall dualsr"):
+        pretrained.resolve_model("drn-t-x4")
+    _tampered(tmp_path, monkeypatch, lambda data: data[:-10])
+    with pytest.raises(pretrained.CheckpointError, match="damaged or replaced \\(bytes"):
+        pretrained.resolve_model("drn-t-x4")
+
+
+def test_shipped_weights_of_another_architecture_are_refused(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    other = pretrained.shipped_weights("drn-t50-x4")  # a valid file, recorded, but pruned
+    monkeypatch.setattr(pretrained, "shipped_weights", lambda name: other)
+    monkeypatch.setattr(
+        pretrained,
+        "shipped_manifest",
+        lambda: {"drn-t-x4": pretrained.file_record(other)},
+    )
+    with pytest.raises(pretrained.CheckpointError, match="not preset drn-t-x4's architecture"):
+        pretrained.resolve_model("drn-t-x4")

@@ -9,6 +9,13 @@ A download is written to a temporary file beside its destination and renamed onl
 been checked (byte count against Content-Length, the pinned sha256, a ``weights_only`` load, and
 for a release the preset's exact architecture), so the final name only ever holds a complete,
 verified file. A file already in the cache is used without touching the network.
+
+Why not ``torch.hub.download_url_to_file``: it checks a hash prefix only, and none of the
+releases has a pinned hash (``sha256`` is null in ``releases.json``: the files could not be
+downloaded where the list was written); the checks that protect users without one are the byte
+count, the ``weights_only`` load and the architecture check, which this module does, with its
+error messages and atomic rename tested against a local server. Weights shipped inside the
+package are pinned (size and sha256 in ``weights/shipped.json``, :mod:`dualsr.pretrained`).
 """
 
 from __future__ import annotations

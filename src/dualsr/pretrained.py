@@ -1,13 +1,16 @@
 """Turning a ``--model`` argument into a model: a checkpoint path, a preset, a released model
 (by name, see :mod:`dualsr.hub`), an http(s) URL of a checkpoint, or ``bicubic``.
 
-Weights shipped inside the package live in ``dualsr/weights/<preset>.safetensors``. A preset
+Weights shipped inside the package live in ``dualsr/weights/<preset>.safetensors``, recorded
+with their size and sha256 in ``dualsr/weights/shipped.json``: a shipped file is loaded only if
+both match and its architecture is exactly its preset's (:func:`load_shipped`). A preset
 without shipped weights is refused (its output would be meaningless; the error names the trained
 models of its scale) unless ``random_weights=True`` asks for a random model on purpose.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from importlib import resources
@@ -20,6 +23,7 @@ from .models.drn import DRN
 from .models.registry import PRESETS, create_model
 
 BICUBIC = "bicubic"
+SHIPPED_MANIFEST = "shipped.json"
 
 
 def shipped_weights(name: str) -> Path | None:
@@ -30,6 +34,71 @@ def shipped_weights(name: str) -> Path | None:
         return None
     path = Path(str(ref))
     return path if path.is_file() else None
+
+
+def shipped_manifest() -> dict[str, dict]:
+    """The recorded size and sha256 of every shipped weights file, by preset name."""
+    ref = resources.files("dualsr").joinpath("weights", SHIPPED_MANIFEST)
+    try:
+        data = json.loads(ref.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"the list of shipped weights (dualsr/weights/{SHIPPED_MANIFEST}) cannot be read "
+            f"({exc}): reinstall dualsr"
+        ) from exc
+    return dict(data.get("weights", {}))
+
+
+def file_record(path: str | Path) -> dict[str, object]:
+    """A file's size in bytes and sha256 (hex), as :data:`SHIPPED_MANIFEST` records them."""
+    data = Path(path).read_bytes()
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+SHIPPED_FIX = "reinstall dualsr (pip install --force-reinstall dualsr)"
+
+
+def verified_shipped_weights(name: str) -> Path:
+    """The path of the weights shipped for preset ``name`` after checking its size and sha256
+    against ``shipped.json``; CheckpointError saying what differs (a damaged installation)."""
+    key = name.lower()
+    path = shipped_weights(key)
+    if path is None:
+        raise CheckpointError(f"preset {name!r} ships no weights")
+    record = shipped_manifest().get(key)
+    if record is None:
+        raise CheckpointError(
+            f"{path} has no size/sha256 record in dualsr/weights/{SHIPPED_MANIFEST}: "
+            f"{SHIPPED_FIX}; when packaging weights, write them with "
+            "experiments/package_weights.py"
+        )
+    actual = file_record(path)
+    for field in ("bytes", "sha256"):
+        if actual[field] != record.get(field):
+            raise CheckpointError(
+                f"the shipped weights {path} are damaged or replaced ({field} "
+                f"{actual[field]}, recorded {record.get(field)}): {SHIPPED_FIX}"
+            )
+    return path
+
+
+def check_preset_architecture(model: DRN, preset: str, source: str | Path) -> DRN:
+    """``model`` if its architecture is exactly preset ``preset``'s, else CheckpointError."""
+    expected = create_model(preset).arch.to_dict()
+    if model.arch.to_dict() != expected:
+        raise CheckpointError(
+            f"{source} is not preset {preset}'s architecture ({model.arch.to_dict()} != "
+            f"{expected}): {SHIPPED_FIX}"
+        )
+    return model
+
+
+def load_shipped(name: str) -> DRN:
+    """Load the weights shipped for preset ``name``, verified: the file's size and sha256 must be
+    those recorded in ``shipped.json`` (:func:`verified_shipped_weights`) and its architecture
+    exactly the preset's; otherwise CheckpointError saying what differs."""
+    path = verified_shipped_weights(name)
+    return check_preset_architecture(load_model(path), name.lower(), path)
 
 
 def shipped_provenance(name: str) -> dict:
@@ -63,9 +132,8 @@ def resolve_model(spec: str, *, random_weights: bool = False) -> DRN:
         return load_model(path)
     key = spec.lower()
     if key in PRESETS:
-        weights = shipped_weights(key)
-        if weights is not None:
-            return load_model(weights)
+        if shipped_weights(key) is not None:
+            return load_shipped(key)
         released = hub.releases_for_preset(key)
         if not random_weights:
             raise CheckpointError(untrained_preset_message(spec))

@@ -108,7 +108,7 @@ def load_search_model(spec: str) -> tuple[DRN, DualModels | None, str]:
     """
     from ...checkpoint import load_checkpoint
     from ...models.registry import PRESETS, create_model
-    from ...pretrained import shipped_weights
+    from ...pretrained import check_preset_architecture, shipped_weights, verified_shipped_weights
 
     path = Path(spec).expanduser()
     if path.is_file():
@@ -116,9 +116,10 @@ def load_search_model(spec: str) -> tuple[DRN, DualModels | None, str]:
         return ckpt.model, ckpt.duals, str(path)
     key = spec.lower()
     if key in PRESETS:
-        weights = shipped_weights(key)
-        if weights is not None:
+        if shipped_weights(key) is not None:
+            weights = verified_shipped_weights(key)
             ckpt = load_checkpoint(weights)
+            check_preset_architecture(ckpt.model, key, weights)
             return ckpt.model, ckpt.duals, str(weights)
         warnings.warn(
             f"preset {spec!r} has no trained weights in this package: searching a RANDOMLY "
