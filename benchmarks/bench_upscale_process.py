@@ -5,18 +5,24 @@ PNG, upscales it x4 (1280x720 out) and writes the PNG. Compared, each as a fresh
 in interleaved rounds (median of the rounds):
 
 * ``plain``: a plain PyTorch script: build the DRN, load the weights, forward in fp32 (the model
-  as written, NCHW), round, write the PNG; glibc's default malloc settings;
+  as written, NCHW), round, write the PNG (Pillow's defaults); glibc's default malloc settings;
 * ``dualsr upscale`` with its defaults (``--backend auto``, ``--precision auto``, default tile);
-* ``dualsr upscale --precision fp32`` (auto among the exact-fp32 paths).
+* ``dualsr upscale --precision fp32`` (auto among the exact-fp32 paths);
+* ``dualsr upscale --backend fused``: the PyTorch path that auto takes on a native-bf16 CPU
+  when it does not skip PyTorch (on other CPUs auto's PyTorch-process choice may differ).
 
-``--backend auto`` calibrates once per machine and model where rules do not decide (a CPU
-without native bf16, or ``--precision fp32``) and caches the choice and the exported ONNX graph
-in ``$DUALSR_HOME``: the benchmark points ``$DUALSR_HOME`` at a fresh folder, reports each
-command's first run (with that one-time cost) apart, and times the later, cached runs.
+``--backend auto`` calibrates once per machine and model where rules do not decide, and measures
+once whether ONNX Runtime without PyTorch finishes small jobs first (dualsr.deploy.launch); it
+caches both and the exported ONNX graph in ``$DUALSR_HOME``: the benchmark points
+``$DUALSR_HOME`` at a fresh folder, reports each command's first run (with those one-time costs)
+apart, times the later, cached runs, and says which path each command took.
 
-Inside ``dualsr upscale`` the phases are timed too (imports, model load, building the chosen
-path, the upscale, the PNG write) from a separate in-process run, with what auto chose. Random
-weights (seed 0): time does not depend on their values. Run it on a quiet machine.
+The phases are timed too from separate in-process runs, with what auto chose: the PyTorch path
+(imports, model load, building the chosen path, the upscale, the PNG write at the default level)
+and, where auto skips PyTorch, that path (imports, reading the record and opening the ONNX
+Runtime session, the upscale, the write). Interpreter start and exit are in the whole-process
+times only. Random weights (seed 0): time does not depend on their values. Run it on a quiet
+machine.
 
     python benchmarks/bench_upscale_process.py [--rounds 5] [--threads 2] [--preset drn-s-x4]
 
@@ -54,7 +60,7 @@ Image.fromarray(out).save(sys.argv[4])
 """
 
 PHASES = """
-import sys, time
+import gc, sys, time
 t0 = time.perf_counter()
 import numpy as np, torch
 t1 = time.perf_counter()
@@ -62,6 +68,7 @@ from dualsr.cli import main
 from dualsr.data.image_io import read_image, write_image
 from dualsr.deploy.autoselect import auto_upscaler
 from dualsr.pretrained import resolve_model
+gc.freeze()  # as the dualsr console script does once its subcommand is imported
 t2 = time.perf_counter()
 torch.set_num_threads(int(sys.argv[3]))
 model = resolve_model(sys.argv[1])
@@ -81,16 +88,52 @@ print(json.dumps({"import torch": t1 - t0, "import dualsr": t2 - t1, "load model
 """
 
 
+LAUNCH_PHASES = """
+import sys, time, argparse
+from pathlib import Path
+t0 = time.perf_counter()
+import numpy as np, onnxruntime
+from dualsr.data.image_io import read_image, write_image
+from dualsr.deploy.launch import launch_without_torch
+t1 = time.perf_counter()
+args = argparse.Namespace(model=sys.argv[1], backend="auto", device="cpu", precision=sys.argv[6],
+    self_ensemble=False, random_weights=False, tile=None, tile_by_default=True, tile_overlap=16,
+    scale=None)
+up = launch_without_torch(args, [Path(sys.argv[2])])
+t2 = time.perf_counter()
+if up is None:
+    print("null")
+    sys.exit(0)
+image = read_image(sys.argv[2])
+image.pixels = up(image.pixels)
+t3 = time.perf_counter()
+write_image(sys.argv[4], image)
+t4 = time.perf_counter()
+import json
+print(json.dumps({"import onnxruntime + dualsr (no torch)": t1 - t0,
+       "read the record + open the session": t2 - t1, "read + upscale": t3 - t2,
+       "write PNG": t4 - t3, "precision": up.precision, "backend": up.backend + " (no torch)",
+       "tile": up.tile, "torch imported": "torch" in sys.modules}))
+"""
+
+
+def chosen(stderr: str) -> str:
+    """What ``--backend auto`` said it runs (its log lines), or the backend given."""
+    lines = [ln.split(": ", 1)[1] for ln in stderr.splitlines() if ln.startswith("backend auto:")]
+    return "; ".join(lines) or "as given"
+
+
 def precision_auto() -> str:
     from dualsr.deploy.precision import describe_precision
 
     return describe_precision("cpu")
 
 
-def run_once(cmd: list[str], env: dict) -> float:
+def run_once(cmd: list[str], env: dict) -> tuple[float, str]:
+    """Seconds of one fresh process, and its stderr."""
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, capture_output=True)
-    return time.perf_counter() - start
+    proc = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
+    return time.perf_counter() - start, proc.stderr
 
 
 def main() -> None:
@@ -121,6 +164,7 @@ def main() -> None:
     Image.fromarray(img).save(src)
     (tmp / "plain.py").write_text(PLAIN)
     (tmp / "phases.py").write_text(PHASES)
+    (tmp / "launch_phases.py").write_text(LAUNCH_PHASES)
 
     # a fresh cache: the first run of each command pays auto's one-time calibration and export
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "DUALSR_HOME": str(tmp / "home")}
@@ -135,13 +179,22 @@ def main() -> None:
             [*upscale, "-o", str(tmp / "f.png"), "--precision", "fp32"],
             env,
         ),
+        "dualsr upscale --backend fused": (
+            [*upscale, "-o", str(tmp / "t.png"), "--backend", "fused"],
+            env,
+        ),
     }
     times: dict[str, list[float]] = {k: [] for k in cases}
     load_start = os.getloadavg()
-    first = {name: run_once(cmd, e) for name, (cmd, e) in cases.items()}  # also warms the cache
+    first = {}
+    for name, (cmd, e) in cases.items():  # also fills the cache
+        first[name] = run_once(cmd, e)[0]
+    paths = {}
     for _ in range(args.rounds):
         for name, (cmd, e) in cases.items():
-            times[name].append(run_once(cmd, e))
+            seconds, err = run_once(cmd, e)
+            times[name].append(seconds)
+            paths[name] = chosen(err)
     load_end = os.getloadavg()
     phase_times = {}
     for label, precision in (("defaults", "auto"), ("--precision fp32", "fp32")):
@@ -158,7 +211,12 @@ def main() -> None:
             precision,
         ]
         out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
-        phase_times[label] = json.loads(out.stdout.strip().splitlines()[-1])
+        phase_times[f"{label}, PyTorch path"] = json.loads(out.stdout.strip().splitlines()[-1])
+        cmd[1] = str(tmp / "launch_phases.py")
+        out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
+        launch = json.loads(out.stdout.strip().splitlines()[-1])
+        if launch is not None:
+            phase_times[f"{label}, without PyTorch"] = launch
     medians = {k: statistics.median(v) for k, v in times.items()}
     base = medians["plain eager fp32 script"]
     lines = [
@@ -176,10 +234,14 @@ def main() -> None:
             f"{name:<34} {medians[name]:>9.2f} {min(ts):>7.2f} {max(ts):>7.2f} "
             f"{base / medians[name]:>8.2f}x {first[name]:>9.2f}s"
         )
+    lines.append("what each dualsr command ran (its cached runs' log):")
+    for name, what in paths.items():
+        if name.startswith("dualsr"):
+            lines.append(f"  {name}: {what}")
     for label, phases in phase_times.items():
         lines.append(f"phases inside dualsr upscale, {label} (one in-process run, seconds):")
         for k, v in phases.items():
-            lines.append(f"  {k:<34} {v if isinstance(v, str) else f'{v:.3f}'}")
+            lines.append(f"  {k:<38} {v if isinstance(v, str | int) else f'{v:.3f}'}")
     text = "\n".join(lines)
     print(text)
     RESULTS.mkdir(exist_ok=True)
@@ -191,6 +253,7 @@ def main() -> None:
         "times_s": times,
         "medians_s": medians,
         "phases_s": phase_times,
+        "paths": paths,
         "loadavg_start": load_start,
         "loadavg_end": load_end,
     }

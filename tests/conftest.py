@@ -25,6 +25,15 @@ def _private_cache_root(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN2
 
 
 @pytest.fixture(autouse=True)
+def _no_launch_measurement(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dualsr upscale`'s one-time measurement of its start-up with and without PyTorch
+    (dualsr.deploy.launch) exports and times every new model file: a second or two per test
+    that upscales its own tiny checkpoint. Only tests marked `launch_measurement` take it."""
+    if "launch_measurement" not in request.keywords:
+        monkeypatch.setattr("dualsr.deploy.autoselect.record_launch", lambda *a, **k: None)
+
+
+@pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(2)

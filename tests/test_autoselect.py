@@ -124,7 +124,7 @@ def test_detect_cpu_without_proc_cpuinfo_uses_torch_capability(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(cpu_module.platform, "system", lambda: "Darwin")
-    monkeypatch.setattr(cpu_module.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     monkeypatch.setattr(cpu_module, "torch_bf16_features", lambda: None)
     info = cpu_module.detect_cpu.__wrapped__()
     assert info.flags == ("avx2", "fma") and cpu_kind(info) == "avx2" and info.clock_ghz is None
@@ -313,7 +313,7 @@ def test_the_onnx_runtime_path_tiles_like_the_torch_path(
     assert exported.suffix == ".onnx"
     # a whole image that would not fit in memory is tiled first, as on the torch path
     per_px = forward_bytes_per_lr_pixel(model, "fp32")
-    monkeypatch.setattr("dualsr.inference.available_memory_bytes", lambda: per_px * 2 * 40 * 40)
+    monkeypatch.setattr("dualsr.tiling.available_memory_bytes", lambda: per_px * 2 * 40 * 40)
     whole = autoselect.build_upscaler(model, ORT, tile=0)
     img = random_image(80, 70)
     with pytest.warns(UserWarning, match="whole would need about"):

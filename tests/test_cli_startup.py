@@ -69,3 +69,23 @@ def test_the_requested_command_is_the_first_non_option() -> None:
     assert args.command == "eval" and callable(args._run)
     with pytest.raises(SystemExit):
         build_parser("").parse_args(["nonsense"])  # an unknown command is still an error
+
+
+def test_only_the_whole_process_entry_freezes_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dualsr` (main() reading sys.argv) freezes its objects out of the collector, which makes
+    its exit faster; main(argv) called from Python (tests, scripts) leaves the collector alone."""
+    import gc
+
+    from dualsr.cli import main
+
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit):  # argparse's --version exits
+            main(["--version"])
+        assert gc.get_freeze_count() == 0
+        monkeypatch.setattr(sys, "argv", ["dualsr", "--version"])
+        with pytest.raises(SystemExit):
+            main()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

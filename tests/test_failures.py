@@ -238,7 +238,7 @@ def test_errors_start_on_their_own_line_after_a_progress_bar(
 def test_profile_and_bench_refuse_a_forward_that_cannot_fit(
     capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("dualsr.inference.available_memory_bytes", lambda: 1 << 30)
+    monkeypatch.setattr("dualsr.tiling.available_memory_bytes", lambda: 1 << 30)
     assert main(["profile", "drn-s-x4", "--input", "2000x2000"]) == 1
     err = capsys.readouterr().err
     assert "GiB (estimated), but 1.0 GiB are available" in err and "--no-memory" in err

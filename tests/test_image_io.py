@@ -115,3 +115,15 @@ def test_icc_exif_and_dpi_survive_every_format(tmp_path: Path) -> None:
     assert plain.icc_profile is None and plain.exif is None and plain.dpi is None
     with pytest.raises(ValueError, match="quality"):
         write_image(tmp_path / "q.jpg", loaded, quality=0)
+
+
+def test_png_compression_level_is_checked_and_keeps_pixels(tmp_path: Path) -> None:
+    img = random_image(32, 48)
+    for level in (0, 1, 9):
+        write_image(tmp_path / f"{level}.png", img, png_compression=level)
+        assert np.array_equal(read_image(tmp_path / f"{level}.png").rgb_uint8(), img)
+    assert (tmp_path / "9.png").stat().st_size < (tmp_path / "0.png").stat().st_size
+    for bad in (-1, 10, 1.5, True):
+        with pytest.raises(ValueError, match="PNG compression"):
+            write_image(tmp_path / "bad.png", img, png_compression=bad)
+    assert not (tmp_path / "bad.png").exists()

@@ -100,7 +100,7 @@ def test_bicubic_upscaler_uint8_path() -> None:
 def test_auto_tile_option_sizes_tiles_to_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     model = tiny_model()
     per_px = forward_bytes_per_lr_pixel(model, "fp32")
-    monkeypatch.setattr("dualsr.inference.available_memory_bytes", lambda: per_px * 2 * 200**2)
+    monkeypatch.setattr("dualsr.tiling.available_memory_bytes", lambda: per_px * 2 * 200**2)
     up = TorchUpscaler(model, tile="auto", tile_overlap=8, precision="fp32")
     assert up.tile == auto_tile(model, "fp32", 8) == 176  # 200 - 2 * 8, to a multiple of 16
     with pytest.raises(ValueError, match="'auto'"):

@@ -186,7 +186,7 @@ def test_a_forward_too_big_for_memory_is_tiled_first(
 ) -> None:  # noqa: ANN001
     model = tiny_model()
     per_px = forward_bytes_per_lr_pixel(model, "fp32")
-    monkeypatch.setattr("dualsr.inference.available_memory_bytes", lambda: per_px * 2 * 40 * 40)
+    monkeypatch.setattr("dualsr.tiling.available_memory_bytes", lambda: per_px * 2 * 40 * 40)
     src = tmp_path / "p.png"
     write_image(src, random_image(80, 70))
     dst = tmp_path / "p_x4.png"

@@ -8,13 +8,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from dualsr.cli import main
 from dualsr.cli import upscale as upscale_cli
-from dualsr.data.image_io import write_image
+from dualsr.data.image_io import read_image, write_image
 from dualsr.errors import CheckpointError, DualSRError
 from dualsr.inference import check_device
 from dualsr.models.registry import PRESETS, Preset
@@ -323,6 +324,23 @@ def test_quality_is_validated_and_used(tmp_path: Path, photo: Path, tiny_checkpo
     for bad in ("0", "101", "high"):
         with pytest.raises(SystemExit):
             main([*base, "-o", str(low), "--quality", bad])
+
+
+def test_png_compression_changes_the_size_not_the_pixels(
+    tmp_path: Path, photo: Path, tiny_checkpoint: Path
+) -> None:
+    base = ["upscale", str(photo), "-m", str(tiny_checkpoint)]
+    outs = {level: tmp_path / f"l{level}.png" for level in ("0", "9")}
+    for level, out in outs.items():
+        assert main([*base, "-o", str(out), "--png-compression", level]) == 0
+    assert main([*base, "-o", str(tmp_path / "default.png")]) == 0  # level 1
+    sizes = {k: v.stat().st_size for k, v in outs.items()}
+    assert sizes["9"] < (tmp_path / "default.png").stat().st_size < sizes["0"]
+    pixels = [read_image(p).rgb_uint8() for p in [*outs.values(), tmp_path / "default.png"]]
+    assert all(np.array_equal(pixels[0], other) for other in pixels[1:])
+    for bad in ("-1", "10", "fast"):
+        with pytest.raises(SystemExit):
+            main([*base, "-o", str(tmp_path / "x.png"), "--png-compression", bad])
 
 
 def test_device_names_are_checked_before_any_work(

@@ -34,13 +34,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .checkpoint import load_checkpoint
 from .errors import CheckpointError, DownloadError
 from .fileio import atomic_write
-from .models.drn import DRN, count_parameters
-from .models.registry import create_model
+
+if TYPE_CHECKING:  # PyTorch is imported by the functions that load models, not by this module
+    from .models.drn import DRN
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +291,8 @@ def _verify(tmp: Path, url: str, dest: Path, release: Release | None) -> None:
                 "not kept: try again, and report it if it persists"
             )
     try:
+        from .checkpoint import load_checkpoint
+
         model = load_checkpoint(tmp).model
     except CheckpointError as exc:
         # name the URL, not the temporary file (which is removed)
@@ -302,6 +304,8 @@ def _verify(tmp: Path, url: str, dest: Path, release: Release | None) -> None:
 
 def describe_model(model: DRN) -> str:
     """A short description of a DRN's architecture: scale, widths, blocks, parameter count."""
+    from .models.drn import count_parameters
+
     arch = model.arch
     pruned = ", pruned widths" if arch.channel_config is not None else ""
     return (
@@ -316,6 +320,9 @@ def check_architecture(model: DRN, release: Release, source: str, hint: str = ""
     Compared: scale, parameter count and every searched layer's width
     (``model.channel_widths()``) against ``create_model(release.preset)``.
     """
+    from .models.drn import count_parameters
+    from .models.registry import create_model
+
     expected = create_model(release.preset)
     same = (
         model.scale == expected.scale

@@ -15,12 +15,13 @@ import json
 import warnings
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import hub
-from .checkpoint import load_model
 from .errors import CheckpointError
-from .models.drn import DRN
-from .models.registry import PRESETS, create_model
+
+if TYPE_CHECKING:  # PyTorch is imported by the functions that load models, not by this module
+    from .models.drn import DRN
 
 BICUBIC = "bicubic"
 SHIPPED_MANIFEST = "shipped.json"
@@ -84,6 +85,8 @@ def verified_shipped_weights(name: str) -> Path:
 
 def check_preset_architecture(model: DRN, preset: str, source: str | Path) -> DRN:
     """``model`` if its architecture is exactly preset ``preset``'s, else CheckpointError."""
+    from .models.registry import create_model
+
     expected = create_model(preset).arch.to_dict()
     if model.arch.to_dict() != expected:
         raise CheckpointError(
@@ -97,6 +100,8 @@ def load_shipped(name: str) -> DRN:
     """Load the weights shipped for preset ``name``, verified: the file's size and sha256 must be
     those recorded in ``shipped.json`` (:func:`verified_shipped_weights`) and its architecture
     exactly the preset's; otherwise CheckpointError saying what differs."""
+    from .checkpoint import load_model
+
     path = verified_shipped_weights(name)
     return check_preset_architecture(load_model(path), name.lower(), path)
 
@@ -127,6 +132,9 @@ def resolve_model(spec: str, *, random_weights: bool = False) -> DRN:
     (its releases, the shipped models of its scale), unless ``random_weights`` is True: then it is
     built with random weights, with a warning (speed or export tests, not images).
     """
+    from .checkpoint import load_model
+    from .models.registry import PRESETS, create_model
+
     path = Path(spec).expanduser()
     if path.is_file():
         return load_model(path)
@@ -161,6 +169,8 @@ def resolve_model(spec: str, *, random_weights: bool = False) -> DRN:
 def trained_models_for(preset: str) -> list[str]:
     """Names that load trained weights of ``preset``'s scale: its released models first, then
     the other releases and the shipped presets of that scale."""
+    from .models.registry import PRESETS
+
     scale = PRESETS[preset.lower()].scale
     own = [r.name for r in hub.releases_for_preset(preset)]
     others = [
@@ -174,6 +184,8 @@ def trained_models_for(preset: str) -> list[str]:
 
 def untrained_preset_message(spec: str) -> str:
     """The one-line refusal of a preset that has no trained weights (see :func:`resolve_model`)."""
+    from .models.registry import PRESETS
+
     scale = PRESETS[spec.lower()].scale
     names = trained_models_for(spec)
     fit = "give a checkpoint file"
@@ -188,6 +200,8 @@ def untrained_preset_message(spec: str) -> str:
 
 def _load_fetched(spec: str, release: hub.Release | None) -> DRN:
     """Fetch a release or URL into the cache (no network when cached) and load it."""
+    from .checkpoint import load_model
+
     path = hub.fetch(spec)
     model = load_model(path)
     if release is not None:  # a file put in the cache by hand is checked as well
@@ -204,6 +218,8 @@ def resolve_checkpoint_path(spec: str | Path) -> Path:
     """The checkpoint file ``spec`` names: a path, a preset with shipped weights, a released
     model's name or an http(s) URL (fetched into the cache once). For the commands that need
     the file itself (prune, finetune, train's ``model.init``), not just the network."""
+    from .models.registry import PRESETS
+
     path = Path(spec).expanduser()
     if path.is_file():
         return path
@@ -244,6 +260,8 @@ def default_model_name(scale: int = DEFAULT_SCALE) -> str | None:
 
 def require_default_model(scale: int = DEFAULT_SCALE) -> str:
     """:func:`default_model_name`, or a CheckpointError that says what to pass instead."""
+    from .models.registry import PRESETS
+
     name = default_model_name(scale)
     if name is not None:
         return name

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..data.image_io import list_images, read_image
 from ..errors import DualSRError, ImageError
-from ..inference import available_memory_bytes
+from ..tiling import available_memory_bytes
 
 #: The smallest LR side an adaptation image may have, in pixels.
 MIN_SIDE = 16

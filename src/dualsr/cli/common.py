@@ -9,18 +9,14 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import DualSRError
-from ..inference import (
-    DEFAULT_TILE_OVERLAP,
-    DEFAULT_TILES,
-    MIN_TILE,
-    BicubicUpscaler,
-    TorchUpscaler,
-    Upscaler,
-    check_device,
-)
-from ..pretrained import BICUBIC, DEFAULT_SCALE, resolve_model
+from ..pretrained import BICUBIC, DEFAULT_SCALE
+from ..tiling import DEFAULT_TILE_OVERLAP, DEFAULT_TILES, MIN_TILE
+
+if TYPE_CHECKING:  # PyTorch is imported when a model is built, not by the parsers
+    from ..inference import Upscaler
 
 #: --backend choices: the PyTorch paths of TorchUpscaler, then ONNX Runtime.
 BACKEND_CHOICES = ["auto", "eager", "fused", "compile", "onnxruntime"]
@@ -318,10 +314,13 @@ def build_upscaler(args: argparse.Namespace, scale: int | None = None, progress=
         raise ValueError(f"--tile must be a positive number of pixels (or 0), got {args.tile}")
     if args.tile_overlap < 0:
         raise ValueError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+    from ..deploy.onnx import is_onnx_file
+    from ..inference import BicubicUpscaler, TorchUpscaler, check_device
+    from ..pretrained import resolve_model
+
     if args.model.lower() == BICUBIC:
         return BicubicUpscaler(scale or DEFAULT_SCALE)
     backend = getattr(args, "backend", "auto")
-    from ..deploy.onnx import is_onnx_file
 
     check_device(args.device)
     if not is_onnx_file(args.model):
@@ -381,6 +380,7 @@ def build_upscaler(args: argparse.Namespace, scale: int | None = None, progress=
 
 def _onnx_upscaler(args: argparse.Namespace, backend: str, progress) -> Upscaler:  # noqa: ANN001
     from ..deploy.onnx import OnnxUpscaler, is_onnx_file
+    from ..pretrained import resolve_model
 
     if backend not in ("auto", "onnxruntime"):
         raise DualSRError(

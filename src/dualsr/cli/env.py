@@ -17,14 +17,16 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p.add_argument(
         "--calibrate",
         action="store_true",
-        help="run --backend auto's calibration now for the default model if it is not cached "
-        "(a few seconds), instead of leaving it to the first `dualsr upscale`",
+        help="run --backend auto's calibration and start-up measurement now for the default "
+        "model if they are not cached (a few seconds), instead of leaving them to the first "
+        "`dualsr upscale`",
     )
     p.add_argument(
         "--clear-cache",
         action="store_true",
-        help="remove --backend auto's cached choices (autoselect.json) and exported ONNX graphs "
-        "(onnx/) from the cache folder ($DUALSR_HOME, default ~/.cache/dualsr)",
+        help="remove --backend auto's cached choices (autoselect.json), start-up measurements "
+        "(launch.json) and exported ONNX graphs (onnx/) from the cache folder ($DUALSR_HOME, "
+        "default ~/.cache/dualsr)",
     )
     return p
 
@@ -40,12 +42,16 @@ def run(args: argparse.Namespace) -> int:
 
     if getattr(args, "clear_cache", False):
         from ..deploy.autoselect import cache_path, clear_cache, onnx_cache_dir
+        from ..deploy.launch import launch_path
 
         removed = clear_cache()
         for path in removed:
             print(f"removed {path}")
         if not removed:
-            print(f"nothing to remove ({cache_path()} and {onnx_cache_dir()} do not exist)")
+            print(
+                f"nothing to remove ({cache_path()}, {launch_path()} and {onnx_cache_dir()} do "
+                "not exist)"
+            )
     threads = torch.get_num_threads()
     info = detect_cpu()
     rows = {
@@ -60,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         "cpu": info.describe(),
         "precision auto": describe_precision("cpu"),
         "backend auto": describe_auto_backend(threads, getattr(args, "calibrate", False)),
+        "start-up": describe_launch(getattr(args, "calibrate", False)),
     }
     for precision in ("fp32", "bf16", "int8"):
         macs, how = physical_limit(info, threads, precision)
@@ -102,3 +109,29 @@ def describe_auto_backend(threads: int, calibrate: bool = False) -> str:
         )
     cached = ", cached" if choice.cached else ""
     return f"{choice.label} for {name} on cpu ({choice.reason}{cached})"
+
+
+def describe_launch(measure: bool = False) -> str:
+    """Whether ``dualsr upscale`` of the default model skips PyTorch here, and for which job
+    sizes (:mod:`dualsr.deploy.launch`); measures it first only when ``measure``."""
+    import importlib.util
+
+    from ..deploy.launch import launch_key, model_file_for, read_records
+    from ..pretrained import default_model_name
+
+    name = default_model_name()
+    path = model_file_for(name) if name is not None else None
+    if path is None:
+        return "PyTorch (no shipped default model to measure)"
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "always PyTorch (onnxruntime is not installed: pip install 'dualsr[onnx]')"
+    key = launch_key(path, "auto")
+    record = read_records().get(key)
+    if record is None and measure:
+        from ..deploy.autoselect import auto_upscaler, record_launch
+        from ..pretrained import resolve_model
+
+        record = record_launch(auto_upscaler(resolve_model(name)), path)
+    if record is None:
+        return f"not measured yet for {name} (the first `dualsr upscale` does, once)"
+    return f"{name}: {record.summary()}"

@@ -108,7 +108,7 @@ def resolve_input_hw(args: argparse.Namespace, scale: int) -> tuple[int, int]:
 def check_forward_fits(model: DRN, input_hw: tuple[int, int], what: str, advice: str) -> None:
     """Refuse, before running, a plain (eager fp32) forward whose estimated memory exceeds what
     the machine has available now; the message gives the estimate and what helps."""
-    from ..inference import available_memory_bytes, forward_bytes_per_lr_pixel
+    from ..tiling import available_memory_bytes, forward_bytes_per_lr_pixel
 
     free = available_memory_bytes()
     # eager keeps every pyramid output and allocates each activation afresh: about twice the

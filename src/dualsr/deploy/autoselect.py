@@ -30,13 +30,15 @@ import json
 import logging
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,6 +50,9 @@ from ..inference import DEFAULT_TILE_OVERLAP, TorchUpscaler, Upscaler, check_dev
 from ..models.drn import DRN
 from .cpu import cpu_kind, detect_cpu
 from .precision import PRECISIONS, native_bf16
+
+if TYPE_CHECKING:
+    from .launch import LaunchRecord
 
 log = logging.getLogger(__name__)
 
@@ -262,12 +267,15 @@ def _save_cache(path: Path, entries: dict[str, dict]) -> None:
 
 
 def clear_cache() -> list[Path]:
-    """Remove the calibration cache and the exported ONNX graphs; returns what was removed."""
+    """Remove the calibration cache, the launch records (:mod:`dualsr.deploy.launch`) and the
+    exported ONNX graphs; returns what was removed."""
+    from .launch import launch_path
+
     removed = []
-    path = cache_path()
-    if path.is_file():
-        path.unlink()
-        removed.append(path)
+    for path in (cache_path(), launch_path()):
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
     folder = onnx_cache_dir()
     if folder.is_dir():
         shutil.rmtree(folder)
@@ -322,7 +330,7 @@ def build_upscaler(
     progress: Callable[[int, int], None] | None = None,
 ) -> Upscaler:
     """The CPU upscaler of one candidate (backend, precision); ``tile="auto"`` sizes tiles to
-    the memory available for either backend (:func:`dualsr.inference.auto_tile`)."""
+    the memory available for either backend (:func:`dualsr.tiling.auto_tile`)."""
     backend, precision = candidate
     if backend == "onnxruntime":
         from .onnx import OnnxUpscaler
@@ -558,3 +566,78 @@ def auto_upscaler(
     with contextlib.suppress(AttributeError):
         up.choice = choice
     return up
+
+
+# ----------------------------------------------------------------------------------------------
+# Start-up: the record that lets later runs skip PyTorch (dualsr.deploy.launch)
+# ----------------------------------------------------------------------------------------------
+def import_seconds() -> dict[str, float]:
+    """Seconds ``import torch`` and ``import onnxruntime`` add to a fresh interpreter's run
+    (each measured once against ``python -c pass``)."""
+
+    def run(code: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        return time.perf_counter() - start
+
+    base = run("pass")
+    return {
+        "torch": max(0.0, run("import torch") - base),
+        "onnxruntime": max(0.0, run("import onnxruntime") - base),
+    }
+
+
+def record_launch(
+    upscaler: Upscaler, model_file: Path, precision_request: str = "auto"
+) -> LaunchRecord | None:
+    """Measure once what ``upscaler`` (auto's PyTorch-process choice for the DRN in
+    ``model_file``) and ONNX Runtime fp32 without PyTorch cost to start and per LR pixel here,
+    and store it for :func:`dualsr.deploy.launch.launch_without_torch`; a few seconds, once per
+    machine and model file (the imports once per machine). None (nothing measured) when ONNX
+    Runtime is not installed, the upscaler runs no DRN, or the record exists."""
+    from .launch import (
+        LaunchRecord,
+        cached_import_seconds,
+        launch_key,
+        read_records,
+        write_record,
+    )
+
+    model = getattr(upscaler, "model", None)
+    if not onnxruntime_available() or not isinstance(model, DRN):
+        return None
+    key = launch_key(model_file, precision_request)
+    if key in read_records():
+        return None
+    log.info(
+        "backend auto: measuring once whether ONNX Runtime without PyTorch finishes small jobs "
+        "first (a few seconds)"
+    )
+    threads = torch.get_num_threads()
+    image = calibration_image()
+    pixels = image.shape[0] * image.shape[1]
+    chosen = (upscaler.backend, upscaler.precision)
+    start = time.perf_counter()
+    torch_path = build_upscaler(model, chosen, threads)
+    torch_build = time.perf_counter() - start
+    torch_rate = measure(chosen, torch_path, image) / pixels
+    onnx_file = cached_onnx(model, "fp32")
+    start = time.perf_counter()
+    ort_path = build_upscaler(model, ("onnxruntime", "fp32"), threads)
+    ort_build = time.perf_counter() - start
+    ort_rate = measure(("onnxruntime", "fp32"), ort_path, image) / pixels
+    imports = cached_import_seconds(import_seconds)
+    record = LaunchRecord(
+        onnx=str(onnx_file),
+        scale=model.scale,
+        n_feats=model.arch.n_feats,
+        threads=threads,
+        torch_label=_label(chosen),
+        torch_start_s=imports["torch"] + torch_build,
+        torch_s_per_pixel=torch_rate,
+        ort_start_s=imports["onnxruntime"] + ort_build,
+        ort_s_per_pixel=ort_rate,
+    )
+    write_record(key, record)
+    log.info("backend auto: %s", record.summary())
+    return record

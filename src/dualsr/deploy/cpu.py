@@ -21,8 +21,6 @@ import platform
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import torch
-
 #: The flags dualsr looks at, in the order they are reported.
 RELEVANT_FLAGS = (
     "avx2",
@@ -112,6 +110,8 @@ def cpuinfo_flags() -> set[str]:
 def torch_bf16_features() -> tuple[str, ...] | None:
     """The native bf16 flags by PyTorch's oneDNN query (the same CPUID bits and the OS's
     permission for AMX), or None where this PyTorch build cannot answer."""
+    import torch  # here, not at the top: the rest of this module is read without PyTorch
+
     found: list[str] = []
     checks = (("avx512_bf16", "_is_avx512_bf16_supported"), ("amx_bf16", "_is_amx_tile_supported"))
     asked = False
@@ -143,6 +143,8 @@ def detect_cpu() -> CpuInfo:
         except ValueError:
             pass
     else:
+        import torch
+
         flags = set(CAPABILITY_FLAGS.get(torch.backends.cpu.get_cpu_capability(), ()))
     bf16 = torch_bf16_features()
     if bf16 is not None:  # PyTorch's answer decides, as in precision.cpu_bf16_features
