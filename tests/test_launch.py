@@ -260,7 +260,9 @@ def test_import_seconds_measures_both_imports() -> None:
 
 
 @pytest.mark.launch_measurement
-def test_env_says_whether_the_default_model_skips_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_measures_the_default_model_which_then_runs_without_torch(
+    tmp_path: Path, photo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dualsr.cli.env import describe_launch
 
     assert "not measured yet for drn-t-x4" in describe_launch()
@@ -268,6 +270,16 @@ def test_env_says_whether_the_default_model_skips_torch(monkeypatch: pytest.Monk
     line = describe_launch(measure=True)  # `dualsr env --calibrate`
     assert line.startswith("drn-t-x4: ONNX Runtime fp32 without PyTorch")
     assert describe_launch() == line  # stored
+    out = tmp_path / "default.png"  # `dualsr upscale photo` (the default model), no torch
+    proc = subprocess.run(
+        [sys.executable, "-m", "dualsr", "upscale", str(photo), "-o", str(out)],
+        env=no_torch_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "without PyTorch" in proc.stderr and read_image(out).pixels.shape == (80, 96, 3)
 
 
 @pytest.mark.launch_measurement

@@ -260,11 +260,11 @@ def default_model_name(scale: int = DEFAULT_SCALE) -> str | None:
 
 def require_default_model(scale: int = DEFAULT_SCALE) -> str:
     """:func:`default_model_name`, or a CheckpointError that says what to pass instead."""
-    from .models.registry import PRESETS
-
     name = default_model_name(scale)
     if name is not None:
         return name
+    from .models.registry import PRESETS  # the error only: `dualsr upscale` may run without torch
+
     shipped = sorted(
         f"x{s} ({n})" for s, n in DEFAULT_PRESETS.items() if shipped_weights(n) is not None
     )
