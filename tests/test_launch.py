@@ -301,3 +301,34 @@ def test_a_failed_measurement_only_warns_after_the_images_are_written(
     assert "warning: could not measure the start-up without PyTorch (disk full)" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.launch_measurement
+def test_a_deleted_graph_is_measured_again(
+    tmp_path: Path, photo: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(autoselect, "import_seconds", lambda: {"torch": 5.0, "onnxruntime": 0.0})
+    args = ["upscale", str(photo), "-m", str(tiny_checkpoint), "-o", str(tmp_path / "o.png")]
+    assert main(args) == 0
+    key = launch.launch_key(tiny_checkpoint.resolve(), "auto")
+    Path(launch.read_records()[key].onnx).unlink()  # e.g. removed by hand
+    assert launch.launch_without_torch(upscale_args(tiny_checkpoint), [photo]) is None
+    assert main(args) == 0  # PyTorch, which exports and measures again
+    assert Path(launch.read_records()[key].onnx).is_file()
+
+
+@pytest.mark.launch_measurement
+def test_a_read_only_cache_is_not_measured_into(
+    tmp_path: Path,
+    photo: Path,
+    tiny_checkpoint: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    measured: list[int] = []
+    monkeypatch.setattr(autoselect, "import_seconds", lambda: measured.append(1) or {})
+    monkeypatch.setattr(autoselect, "writable_folder", lambda folder: False)  # as if read-only
+    args = ["upscale", str(photo), "-m", str(tiny_checkpoint), "-o", str(tmp_path / "o.png")]
+    assert main(args) == 0
+    assert not launch.launch_path().exists() and not measured
+    assert "warning" not in capsys.readouterr().err  # quietly: every run takes PyTorch

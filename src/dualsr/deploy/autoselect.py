@@ -28,6 +28,7 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import statistics
 import subprocess
@@ -587,6 +588,13 @@ def import_seconds() -> dict[str, float]:
     }
 
 
+def writable_folder(folder: Path) -> bool:
+    """Whether ``folder`` exists (it is created if need be) and this process may write in it."""
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder.is_dir() and os.access(folder, os.W_OK)
+
+
 def record_launch(
     upscaler: Upscaler, model_file: Path, precision_request: str = "auto"
 ) -> LaunchRecord | None:
@@ -594,11 +602,13 @@ def record_launch(
     ``model_file``) and ONNX Runtime fp32 without PyTorch cost to start and per LR pixel here,
     and store it for :func:`dualsr.deploy.launch.launch_without_torch`; a few seconds, once per
     machine and model file (the imports once per machine). None (nothing measured) when ONNX
-    Runtime is not installed, the upscaler runs no DRN, or the record exists."""
+    Runtime is not installed, the upscaler runs no DRN, the record exists (with its graph), or
+    the cache folder cannot be written (a read-only ``$DUALSR_HOME``: every run takes PyTorch)."""
     from .launch import (
         LaunchRecord,
         cached_import_seconds,
         launch_key,
+        launch_path,
         read_records,
         write_record,
     )
@@ -607,7 +617,12 @@ def record_launch(
     if not onnxruntime_available() or not isinstance(model, DRN):
         return None
     key = launch_key(model_file, precision_request)
-    if key in read_records():
+    known = read_records().get(key)
+    if known is not None and Path(known.onnx).is_file():
+        return None
+    folder = launch_path().parent
+    if not writable_folder(folder):
+        log.debug("backend auto: %s is not writable: the start-up is not measured", folder)
         return None
     log.info(
         "backend auto: measuring once whether ONNX Runtime without PyTorch finishes small jobs "
