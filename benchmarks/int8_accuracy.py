@@ -12,6 +12,9 @@ flags are recorded with the results, and the numbers hold for that kind of CPU.
 
     python benchmarks/int8_accuracy.py --data ../shared/datasets --models drn-t-x4 drn-t-x8
 
+``--layers rcab`` quantizes only the RCABs' 3x3 convolutions (the rest stays float32); each row
+also records one 180x320 forward's time of both graphs (median of 3).
+
 Writes benchmarks/results/int8_accuracy_<cpu kind>.json (or --output).
 """
 
@@ -50,6 +53,18 @@ def fidelity_db(a: OnnxUpscaler, b: OnnxUpscaler, seed: int = 123) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
+def forward_ms(upscaler: OnnxUpscaler, runs: int = 3) -> float:
+    """Median milliseconds of one whole 180x320 LR forward (720p out at x4), after a warm-up."""
+    lr = synthetic_images(1, 320, seed=7)[0][:180]
+    upscaler(lr)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        upscaler(lr)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
 def main() -> None:
     """Parse the options, measure, write the JSON."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -58,6 +73,12 @@ def main() -> None:
     p.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])
     p.add_argument("--calibrations", nargs="+", default=["synthetic", "t91"])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--layers",
+        choices=["all", "rcab"],
+        default="all",
+        help="quantize every convolution but the ends (all) or only the RCABs' 3x3 ones (rcab)",
+    )
     p.add_argument("--output", type=Path, default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -77,16 +98,28 @@ def main() -> None:
                     files = list_images(args.data / "T91" / "HR") or list_images(args.data / "T91")
                     hr = [load_rgb_uint8(f) for f in files[:16]]
                 patches = calibration_patches(hr, model.scale, patch=48, per_image=4)
-                q = quantize_onnx(fp32_path, Path(tmp) / f"int8_{calib}.onnx", patches)
+                q = quantize_onnx(
+                    fp32_path, Path(tmp) / f"int8_{calib}.onnx", patches, layers=args.layers
+                )
                 int8 = OnnxUpscaler(q, threads=args.threads)
-                row = {"model": name, "calibration": calib, "fidelity_db": fidelity_db(fp32, int8)}
+                row = {
+                    "model": name,
+                    "calibration": calib,
+                    "layers": args.layers,
+                    "fidelity_db": fidelity_db(fp32, int8),
+                    "ms_180x320": {"fp32": forward_ms(fp32), "int8": forward_ms(int8)},
+                }
                 for s in args.sets:
                     got = evaluate_folder(int8, args.data / s).psnr
                     row[s] = {"psnr_fp32": base[s], "psnr_int8": got, "change_db": got - base[s]}
                 rows.append(row)
                 changes = " ".join(f"{s} {row[s]['change_db']:+.3f}" for s in args.sets)
-                fid = row["fidelity_db"]
-                print(f"{name} {calib}: fidelity {fid:.1f} dB; {changes}", flush=True)
+                fid, ms = row["fidelity_db"], row["ms_180x320"]
+                print(
+                    f"{name} {calib} {args.layers}: fidelity {fid:.1f} dB; {changes}; 180x320 "
+                    f"fp32 {ms['fp32']:.0f} ms, int8 {ms['int8']:.0f} ms",
+                    flush=True,
+                )
     out = args.output or RESULTS / f"int8_accuracy_{info['cpu_kind']}.json"
     doc = {
         "command": "python " + shlex.join(sys.argv),

@@ -263,6 +263,27 @@ def test_int8_quantization_runs_and_keeps_metadata(tmp_path: Path) -> None:
     assert 0 < np.abs(out - ref).mean() < 8  # quantized: close, but not identical
 
 
+def test_int8_of_the_rcabs_only_quantizes_their_3x3_convolutions(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from dualsr.deploy.quantize import calibration_patches, quantize_onnx
+
+    fp32 = export_onnx(tiny_model(n_feats=8, n_blocks=2), tmp_path / "m.onnx")
+    patches = calibration_patches([random_image(64, 64)], scale=4, patch=12, per_image=2)
+
+    def quantized_convs(layers: str) -> set[str]:
+        path = quantize_onnx(fp32, tmp_path / f"{layers}.onnx", patches, layers=layers)
+        graph = onnx.load(str(path)).graph
+        dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+        return {n.name for n in graph.node if n.op_type == "Conv" and n.input[0] in dequantized}
+
+    rcab, every = quantized_convs("rcab"), quantized_convs("all")
+    assert rcab and all(name.endswith(("/conv1/Conv", "/conv2/Conv")) for name in rcab)
+    assert rcab < every  # "all" also quantizes the down, up and attention convolutions
+    with pytest.raises(ValueError, match="layers must be one of all, rcab"):
+        quantize_onnx(fp32, tmp_path / "x.onnx", patches, layers="body")
+
+
 def test_int8_export_is_written_only_if_psnr_holds(
     tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -17,6 +17,7 @@ and writes the INT8 model only when every folder passes. The check needs trained
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -79,12 +80,17 @@ def synthetic_images(count: int, side: int = 96, seed: int = 0) -> list[np.ndarr
     return out
 
 
+#: What :func:`quantize_onnx` can quantize: every convolution, or the RCABs' 3x3 ones only.
+QUANTIZED_LAYERS = ("all", "rcab")
+
+
 def quantize_onnx(
     fp32_path: str | Path,
     out_path: str | Path,
     calibration: Iterable[np.ndarray | torch.Tensor],
     keep_ends: bool = True,
     per_channel: bool = True,
+    layers: str = "all",
 ) -> Path:
     """Write an INT8 (QDQ) version of the exported float model ``fp32_path`` to ``out_path``.
 
@@ -95,7 +101,12 @@ def quantize_onnx(
             (see :func:`calibration_patches`).
         keep_ends: keep the first two and the last convolutions in float32.
         per_channel: per-output-channel weight scales (more accurate, slightly slower).
+        layers: ``"all"`` (every convolution, but the ends with ``keep_ends``) or ``"rcab"``
+            (only the two 3x3 convolutions of each RCAB, where most multiply-adds are; the
+            rest stays float32).
     """
+    if layers not in QUANTIZED_LAYERS:
+        raise ValueError(f"layers must be one of {', '.join(QUANTIZED_LAYERS)}, got {layers!r}")
     onnx = require_onnx()
     require_onnxruntime()
     from onnxruntime.quantization import (
@@ -121,6 +132,8 @@ def quantize_onnx(
     model = onnx.load(str(fp32_path))
     convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
     exclude = (convs[:2] + convs[-1:]) if keep_ends and len(convs) > 3 else []
+    if layers == "rcab":  # the exported names end in /blocks.<i>/conv1/Conv or .../conv2/Conv
+        exclude = [n for n in convs if not re.search(r"/blocks\.\d+/conv[12]/Conv$", n)]
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     logging.disable(logging.WARNING)  # onnxruntime logs advice through the root logger
