@@ -287,6 +287,7 @@ def test_int8_of_the_rcabs_only_quantizes_their_3x3_convolutions(tmp_path: Path)
 def test_int8_export_is_written_only_if_psnr_holds(
     tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture
 ) -> None:
+    onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     calib, valid = tmp_path / "calib", tmp_path / "valid"
     for folder, seed in ((calib, 0), (valid, 10)):
@@ -302,6 +303,14 @@ def test_int8_export_is_written_only_if_psnr_holds(
     assert "PSNR float32" in capsys.readouterr().out and out.exists()
     assert OnnxUpscaler(out)(random_image(8, 8)).shape == (32, 32, 3)
     assert main(["export", str(tiny_checkpoint), "-o", str(out), "--int8"]) == 1  # no folders
+    rcab = tmp_path / "rcab.onnx"
+    assert main([*args[:3], str(rcab), *args[4:], "--int8-layers", "rcab"]) == 0
+    assert "(INT8 rcab, x4" in capsys.readouterr().out
+
+    def quantized(path: Path) -> int:
+        return sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(path)).graph.node)
+
+    assert 0 < quantized(rcab) < quantized(out)
 
 
 def test_tune_allocator_switch_validation_and_idempotence(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -186,6 +186,7 @@ def quantize_checked(
     validation: Sequence[str | Path],
     max_loss_db: float = MAX_PSNR_LOSS_DB,
     calibration_images: int = 16,
+    layers: str = "all",
 ) -> list[QuantizationCheck]:
     """Quantize, then keep the INT8 model only if it loses at most ``max_loss_db`` of PSNR.
 
@@ -198,6 +199,7 @@ def quantize_checked(
         validation: folders of HR images evaluated with the papers' protocol (Y channel, border
             shave = scale) by both models.
         max_loss_db: the largest PSNR loss allowed on every validation folder.
+        layers: which convolutions are quantized (:func:`quantize_onnx`).
 
     Returns the per-folder PSNRs. Raises DualSRError (nothing written) when a folder loses more.
     """
@@ -215,7 +217,7 @@ def quantize_checked(
     patches = calibration_patches(hr, fp32.scale, patch=48, per_image=4)
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as tmp:
-        candidate = quantize_onnx(fp32_path, Path(tmp) / "int8.onnx", patches)
+        candidate = quantize_onnx(fp32_path, Path(tmp) / "int8.onnx", patches, layers=layers)
         int8 = OnnxUpscaler(candidate)
         checks = []
         for folder in validation:
