@@ -34,7 +34,12 @@ import torch
 import dualsr
 from dualsr.data.image_io import list_images, load_rgb_uint8
 from dualsr.deploy.onnx import OnnxUpscaler, export_onnx
-from dualsr.deploy.quantize import calibration_patches, quantize_onnx, synthetic_images
+from dualsr.deploy.quantize import (
+    calibration_patches,
+    quantize_onnx,
+    synthetic_calibration,
+    synthetic_images,
+)
 from dualsr.evaluation import evaluate_folder
 from dualsr.fileio import atomic_write_bytes
 from dualsr.pretrained import resolve_checkpoint_path
@@ -92,12 +97,12 @@ def main() -> None:
             fp32 = OnnxUpscaler(fp32_path, threads=args.threads)
             base = {s: evaluate_folder(fp32, args.data / s).psnr for s in args.sets}
             for calib in args.calibrations:
-                if calib == "synthetic":
-                    hr = synthetic_images(16, 192, seed=0)
+                if calib == "synthetic":  # what --backend auto calibrates its INT8 graphs on
+                    patches = synthetic_calibration(model.scale)
                 else:
                     files = list_images(args.data / "T91" / "HR") or list_images(args.data / "T91")
                     hr = [load_rgb_uint8(f) for f in files[:16]]
-                patches = calibration_patches(hr, model.scale, patch=48, per_image=4)
+                    patches = calibration_patches(hr, model.scale, patch=48, per_image=4)
                 q = quantize_onnx(
                     fp32_path, Path(tmp) / f"int8_{calib}.onnx", patches, layers=args.layers
                 )

@@ -234,7 +234,9 @@ def test_precision_fp32_never_picks_bf16_or_int8(
         assert choice.precision == "fp32" and (choice.backend, choice.precision) == ORT
         assert set(calls) == {FUSED, ORT}
         calls.clear()
-    # --precision auto on AVX2 with INT8 admitted: it is a candidate, and the fastest wins
+    # --precision auto on a VNNI CPU with INT8 admitted: a candidate, and the fastest wins
+    machine(AVX512)
+    calls = timings(table)
     choice = autoselect.choose_backend(tiny_model(), cache=False)
     assert (choice.backend, choice.precision) == ("onnxruntime", "int8")
     assert "int8 allowed: measured -0.01 dB (test)" in choice.reason
@@ -258,7 +260,7 @@ def test_int8_is_excluded_while_int8_allowed_says_no(machine, timings) -> None: 
 def test_int8_is_admitted_by_a_record_of_that_exact_model(
     machine, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # noqa: ANN001
-    machine(AVX2)
+    machine(AVX512)  # VNNI: the kernels the records were measured with
     model, other = tiny_model(), tiny_model()
     with torch.no_grad():
         other.head.weight.add_(1e-3)  # same architecture, other weights: another digest
@@ -269,6 +271,19 @@ def test_int8_is_admitted_by_a_record_of_that_exact_model(
     found, notes = autoselect.candidates(model, "auto")
     assert found[-1] == ("onnxruntime", "int8") and f"int8 allowed: {record}" in notes
     assert ("onnxruntime", "int8") not in autoselect.candidates(other, "auto")[0]
+    machine(AVX2)  # no VNNI: the record does not hold for its kernels
+    found, notes = autoselect.candidates(model, "auto")
+    assert ("onnxruntime", "int8") not in found
+    assert any("measured with VNNI kernels and this CPU has none" in n for n in notes)
+
+
+def test_the_int8_records_name_the_shipped_drn_t_x4_only() -> None:
+    from dualsr.pretrained import resolve_model
+
+    assert "drn-t-x4" in (autoselect.int8_allowed(resolve_model("drn-t-x4")) or "")
+    for name in ("drn-t50-x4", "drn-t-x8"):  # measured beyond 0.03 dB
+        assert autoselect.int8_allowed(resolve_model(name)) is None
+    assert autoselect.INT8_LAYERS == "rcab"  # the recipe the records were measured with
 
 
 def test_without_onnxruntime_the_fused_path_is_the_only_candidate(
@@ -362,7 +377,7 @@ def test_the_int8_candidate_is_quantized_once_into_the_cache(home: Path) -> None
     up = autoselect.build_upscaler(model, ("onnxruntime", "int8"))
     assert up.precision == "int8" and up.backend == "onnxruntime"
     (quantized,) = (home / "onnx").iterdir()
-    assert quantized.name.endswith("-int8.onnx")
+    assert quantized.name.endswith("-int8-rcab.onnx")
     ref = TorchUpscaler(model, precision="fp32")(img, out_dtype=np.float32)
     out = up(img, out_dtype=np.float32)
     assert out.shape == ref.shape and 0 < np.abs(out - ref).mean() < 5  # lossy, but close

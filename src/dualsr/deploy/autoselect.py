@@ -69,9 +69,22 @@ CALIBRATION_SEED = 0
 WARMUP, RUNS = 1, 3
 #: The largest PSNR loss (dB) for which auto may pick a lossy INT8 path.
 MAX_INT8_PSNR_LOSS_DB = 0.03
+#: Which convolutions auto's INT8 graphs quantize (:func:`dualsr.deploy.quantize.quantize_onnx`).
+INT8_LAYERS = "rcab"
 #: Model digest (:func:`model_digest`) -> the measurement that admits INT8 for it (see
-#: :func:`int8_allowed`): empty, no shipped model passes.
-INT8_RECORDS: dict[str, str] = {}
+#: :func:`int8_allowed`): ``benchmarks/int8_accuracy.py --layers rcab`` with the synthetic
+#: calibration auto uses, whole Set5/Set14/BSD100, on a VNNI CPU
+#: (``benchmarks/results/int8_accuracy_rcab_native-bf16.json``). Not here: drn-t50-x4 (Set14
+#: -0.036 dB) and drn-t-x8 (Set5 +0.032 dB: a gain, but a change above 0.03 dB all the same).
+INT8_RECORDS: dict[str, str] = {
+    "3042c0393dd5d583ab1f75aab4eedd74eacd6e08a3c62cae5a63bc3e72d45cf7": (
+        "drn-t-x4 (shipped): RCAB-only INT8, PSNR change Set5/Set14/BSD100 "
+        "-0.016/-0.015/-0.014 dB, measured with VNNI kernels"
+    ),
+}
+#: The CPU flags of the INT8 kernels those records were measured with (u8 x s8 dot products;
+#: AVX2's saturating pairs round differently, unmeasured).
+INT8_MEASURED_FLAGS = ("avx512_vnni", "avx_vnni")
 #: Every candidate, (backend, precision), in the order they are tried.
 CANDIDATES = (
     ("fused", "fp32"),
@@ -129,13 +142,14 @@ def int8_allowed(model: DRN) -> str | None:
     """The accuracy record that admits ONNX Runtime INT8 for ``model`` (a measured PSNR change
     of at most :data:`MAX_INT8_PSNR_LOSS_DB` dB), or None: INT8 is not allowed.
 
-    Measured (``benchmarks/int8_accuracy.py``, results in
-    ``benchmarks/results/int8_accuracy_native-bf16.json``, on a CPU with AVX512_VNNI): static
-    INT8 of every shipped model loses more than that on at least one of Set5/Set14/BSD100, even
-    calibrated on T91 (drn-t-x4 -0.058/-0.037/-0.029 dB, drn-t50-x4 -0.056/-0.031/-0.027,
-    drn-t-x8 +0.001/-0.039/-0.031). So :data:`INT8_RECORDS` is empty and this is None for every
-    model; a model whose measurement passes gets its digest (:func:`model_digest`) and record
-    there.
+    Measured (``benchmarks/int8_accuracy.py``, on a CPU with AVX512_VNNI): INT8 of every
+    convolution but the ends loses more than that on at least one of Set5/Set14/BSD100 for every
+    shipped model, even calibrated on T91 (drn-t-x4 -0.058/-0.037/-0.029 dB;
+    ``int8_accuracy_native-bf16.json``). Quantizing only the RCABs' 3x3 convolutions
+    (:data:`INT8_LAYERS`), calibrated on synthetic images as auto does, keeps drn-t-x4 within it
+    (-0.016/-0.015/-0.014 dB; ``int8_accuracy_rcab_native-bf16.json``), but not drn-t50-x4 or
+    drn-t-x8: :data:`INT8_RECORDS` holds drn-t-x4's digest (:func:`model_digest`) only. The
+    record holds for VNNI kernels: :func:`candidates` leaves INT8 out on CPUs without them.
     """
     return INT8_RECORDS.get(model_digest(model))
 
@@ -166,7 +180,13 @@ def candidates(
         notes.append("onnxruntime not installed (pip install 'dualsr[onnx]')")
     if precision_request == "auto" and ort:
         record = int8_allowed(model)
-        if record is None:
+        vnni = any(detect_cpu().has(f) for f in INT8_MEASURED_FLAGS)
+        if record is not None and not vnni:
+            notes.append(
+                "int8 not considered: its PSNR change was measured with VNNI kernels and this "
+                "CPU has none"
+            )
+        elif record is None:
             notes.append(
                 f"int8 not considered: no record of a PSNR change <= {MAX_INT8_PSNR_LOSS_DB} dB "
                 "for this model (the shipped ones lose more, docs/deployment.md)"
@@ -296,7 +316,8 @@ def cached_onnx(model: DRN, precision: str = "fp32") -> Path:
 
     if precision not in ("fp32", "int8"):
         raise ValueError(f"ONNX Runtime runs fp32 or int8, not {precision}")
-    name = f"{model_digest(model)[:16]}-opset{DEFAULT_OPSET}-dualsr{__version__}-{precision}.onnx"
+    kind = precision if precision == "fp32" else f"{precision}-{INT8_LAYERS}"
+    name = f"{model_digest(model)[:16]}-opset{DEFAULT_OPSET}-dualsr{__version__}-{kind}.onnx"
     path = onnx_cache_dir() / name
     if path.is_file():
         return path
@@ -305,14 +326,13 @@ def cached_onnx(model: DRN, precision: str = "fp32") -> Path:
         if precision == "fp32":
             export_onnx(model, tmp)
             return
-        from .quantize import calibration_patches, quantize_onnx, synthetic_images
+        from .quantize import quantize_onnx, synthetic_calibration
 
         with tempfile.TemporaryDirectory() as folder:
-            # as in `dualsr bench`: INT8 keeps its float convolutions by position in the
-            # Resize graph
-            source = export_onnx(model, Path(folder) / "model.onnx", portable=False)
-            patches = calibration_patches(synthetic_images(8), model.scale)
-            quantize_onnx(source, tmp, calibration=patches)
+            # the recipe INT8_RECORDS were measured with (benchmarks/int8_accuracy.py
+            # --layers rcab, synthetic calibration): the RCABs' 3x3 convolutions only
+            source = export_onnx(model, Path(folder) / "model.onnx")
+            quantize_onnx(source, tmp, synthetic_calibration(model.scale), layers=INT8_LAYERS)
 
     log.info("exporting the model for ONNX Runtime to %s (once)", path)
     return atomic_write(path, write)

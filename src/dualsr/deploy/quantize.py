@@ -80,6 +80,13 @@ def synthetic_images(count: int, side: int = 96, seed: int = 0) -> list[np.ndarr
     return out
 
 
+def synthetic_calibration(scale: int) -> list[np.ndarray]:
+    """The LR calibration patches that need no data set: 16 synthetic 192 x 192 images
+    (:func:`synthetic_images`, seed 0), four 48-pixel LR patches each. ``--backend auto``'s INT8
+    graphs are calibrated on exactly these, as ``benchmarks/int8_accuracy.py`` measured them."""
+    return calibration_patches(synthetic_images(16, 192, seed=0), scale, patch=48, per_image=4)
+
+
 #: What :func:`quantize_onnx` can quantize: every convolution, or the RCABs' 3x3 ones only.
 QUANTIZED_LAYERS = ("all", "rcab")
 
