@@ -55,6 +55,8 @@ LAUNCH_FILE = "launch.json"
 LAUNCH_VERSION = 1
 #: The precision requests a launch without PyTorch can serve (ONNX Runtime runs exact fp32).
 SERVED_PRECISIONS = ("auto", "fp32")
+#: The imports whose cost a record's start-up times include (measured once per machine).
+_IMPORTS = ("torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,11 @@ class LaunchRecord:
     torch_s_per_pixel: float
     ort_start_s: float
     ort_s_per_pixel: float
+
+    @property
+    def footprint(self) -> Footprint:
+        """The model's scale and width, as the tile memory estimates read them."""
+        return Footprint(self.scale, self.n_feats)
 
     def predicted(self, lr_pixels: int) -> tuple[float, float]:
         """Predicted seconds for ``lr_pixels`` LR pixels: (ONNX Runtime, PyTorch)."""
@@ -253,9 +260,6 @@ def cached_import_seconds(measure: Callable[[], dict[str, float]]) -> dict[str, 
     return found
 
 
-_IMPORTS = ("torch", "onnxruntime")
-
-
 # ----------------------------------------------------------------------------------------------
 # The upscaler
 # ----------------------------------------------------------------------------------------------
@@ -290,7 +294,7 @@ class OrtLaunchUpscaler:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise DualSRError(f"{record.onnx}: ONNX Runtime could not load it ({exc})") from exc
         self.scale = record.scale
-        self.model = Footprint(record.scale, record.n_feats)
+        self.model = record.footprint
         self.tile = tile or 0
         self.tile_overlap = max(0, tile_overlap)
         self.progress = progress
@@ -385,7 +389,7 @@ def launch_without_torch(
     if ort_s >= torch_s:
         return None
     if args.tile == "auto":
-        tile: int | None = auto_tile(record_footprint(record), "fp32", args.tile_overlap)
+        tile: int | None = auto_tile(record.footprint, "fp32", args.tile_overlap)
     elif isinstance(args.tile, int):
         tile = args.tile
     else:
@@ -409,8 +413,3 @@ def launch_without_torch(
         launch_path(),
     )
     return upscaler
-
-
-def record_footprint(record: LaunchRecord) -> Footprint:
-    """The model's scale and width as the tile estimates read them."""
-    return Footprint(record.scale, record.n_feats)
