@@ -28,8 +28,20 @@ def machine() -> dict:
 
 def cpu() -> dict:
     """The CPU model, the flags that decide which kernels run (bf16, int8 dot products, vector
-    width) and its kind, as dualsr's ``--backend auto`` sees them (:mod:`dualsr.deploy.cpu`)."""
+    width) and its kind, as dualsr's ``--backend auto`` sees them (:mod:`dualsr.deploy.cpu`);
+    ``-emulated`` is added to the kind under ``benchmarks/avx2_emulation/run.py``."""
     from dualsr.deploy.cpu import cpu_kind, detect_cpu
 
     info = detect_cpu()
-    return {"cpu_model": info.model, "cpu_flags": list(info.flags), "cpu_kind": cpu_kind(info)}
+    kind = cpu_kind(info)
+    # Run under benchmarks/avx2_emulation/run.py: the CPU's features are hidden, its cores are
+    # not. The kind says so, and with it the names of the result files.
+    emulation = os.environ.get("DUALSR_CPU_EMULATION")
+    if emulation:
+        kind += "-emulated"
+    return {
+        "cpu_model": info.model,
+        "cpu_flags": list(info.flags),
+        "cpu_kind": kind,
+        **({"cpu_emulation": emulation} if emulation else {}),
+    }

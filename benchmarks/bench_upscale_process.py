@@ -224,6 +224,7 @@ def main() -> None:
         f"{w * scale}x{h * scale} out, {args.threads} threads, {args.rounds} interleaved rounds "
         f"after one first run each: python {' '.join(sys.argv)}",
         f"# cpu {info['cpu_model']}; kind {info['cpu_kind']}; flags {' '.join(info['cpu_flags'])}",
+        *([f"# {info['cpu_emulation']}"] if "cpu_emulation" in info else []),
         f"# {info['platform']}, torch {torch.__version__}; load average "
         f"{tuple(round(v, 2) for v in load_start)} at start, "
         f"{tuple(round(v, 2) for v in load_end)} at end; default tiles {DEFAULT_TILES}",
