@@ -199,7 +199,7 @@ def test_onnx_upscaler_tiles_like_the_torch_upscaler(tmp_path: Path) -> None:
     assert up.scale == 4
     out = up(img, out_dtype=np.float32)
     assert np.abs(out - ref).max() <= 1e-3
-    assert calls[-1] == (9, 9)  # 3 x 3 tiles
+    assert calls[-1] == (4, 4)  # 2 x 2 tiles (tile_grid)
     on_the_fly = OnnxUpscaler(model)  # a DRN is exported to a temporary file
     whole = TorchUpscaler(model, backend="eager", precision="fp32")(img)
     assert np.abs(on_the_fly(img).astype(int) - whole).max() <= 1

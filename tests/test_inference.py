@@ -13,18 +13,60 @@ from dualsr.inference import (
     auto_tile,
     forward_bytes_per_lr_pixel,
     self_ensemble,
-    tile_spans,
 )
+from dualsr.tiling import even_spans, tile_grid
 
 from .conftest import limit_forward_side, random_image, tiny_model
 
 
-def test_tile_spans_cover_exactly_once() -> None:
-    spans = list(tile_spans(23, 8, 3))
+def test_even_spans_cover_exactly_once() -> None:
+    spans = even_spans(23, 3, 3)
     covered = [i for start, end, _, _ in spans for i in range(start, end)]
     assert covered == list(range(23))
+    assert sorted(end - start for start, end, _, _ in spans) == [7, 8, 8]  # as equal as can be
     for start, end, in_start, in_end in spans:
         assert in_start == max(0, start - 3) and in_end == min(23, end + 3)
+    with pytest.raises(ValueError, match="cannot cut"):
+        even_spans(5, 6, 0)
+
+
+def square_grid_work(h: int, w: int, tile: int, overlap: int) -> int:
+    """Input pixels computed by square tiles of side ``tile`` from the corner (the old grid)."""
+
+    def along(length: int) -> int:
+        starts = range(0, length, tile)
+        return sum(min(length, s + tile + overlap) - max(0, s - overlap) for s in starts)
+
+    return along(h) * along(w)
+
+
+def grid_work(ys: list, xs: list) -> int:
+    return sum(b - a for *_, a, b in ys) * sum(b - a for *_, a, b in xs)
+
+
+def test_a_720p_photo_runs_as_one_fp32_tile() -> None:
+    # 320x180 LR: the square 256-pixel grid computed 352 of its 320 columns, in a 256- and a
+    # 64-pixel-wide tile; one 320x180 tile holds fewer pixels than a 288x288 tile input
+    ys, xs = tile_grid(180, 320, 256, 16)
+    assert ys == [(0, 180, 0, 180)] and xs == [(0, 320, 0, 320)]
+    assert grid_work(ys, xs) < square_grid_work(180, 320, 256, 16) / 1.09
+    assert tile_grid(180, 320, None, 16) == (ys, xs)  # no tile: one
+
+
+@pytest.mark.parametrize("tile,overlap", [(256, 16), (64, 8), (5, 2), (32, 0)])
+def test_tile_grid_stays_in_the_memory_bound_and_never_computes_more(tile, overlap) -> None:
+    rng = np.random.default_rng(tile)
+    sizes = [(180, 320), (720, 1280), (750, 1000), (3, 4000), (2000, 9), (1, 1)]
+    sizes += [tuple(int(v) for v in rng.integers(1, 1500, 2)) for _ in range(30)]
+    for h, w in sizes:
+        ys, xs = tile_grid(h, w, tile, overlap)
+        assert [i for a, b, _, _ in ys for i in range(a, b)] == list(range(h))
+        assert [i for a, b, _, _ in xs for i in range(a, b)] == list(range(w))
+        widest = max(b - a for *_, a, b in ys) * max(b - a for *_, a, b in xs)
+        assert widest <= (tile + 2 * overlap) ** 2, (h, w)
+        # (where the square grid's last tile is narrower than the overlap, its context is clipped:
+        # one pixel per row or column of tiles, under 1% even for 5-pixel tiles)
+        assert grid_work(ys, xs) <= 1.01 * square_grid_work(h, w, tile, overlap), (h, w)
 
 
 def test_whole_image_upscaler_matches_model() -> None:
@@ -44,7 +86,9 @@ def test_tiles_match_whole_image_when_context_suffices() -> None:
     model = tiny_model(n_blocks=0)
     img = random_image(30, 26)
     whole = TorchUpscaler(model)(img, out_dtype=np.float32)
-    tiled = TorchUpscaler(model, tile=8, tile_overlap=10)(img, out_dtype=np.float32)
+    ys, xs = tile_grid(30, 26, 4, 10)
+    assert len(ys) * len(xs) > 1  # the image is cut, with 10 pixels of context around each tile
+    tiled = TorchUpscaler(model, tile=4, tile_overlap=10)(img, out_dtype=np.float32)
     assert np.abs(whole - tiled).max() < 1e-2
     seams = TorchUpscaler(model, tile=8, tile_overlap=0)(img, out_dtype=np.float32)
     assert np.abs(whole - seams).max() > 0.1  # no context: seams appear, so the test can fail
@@ -56,7 +100,9 @@ def test_tiling_reports_progress() -> None:
         tiny_model(), tile=5, tile_overlap=2, progress=lambda d, t: calls.append((d, t))
     )
     up(random_image(10, 12))
-    assert calls[-1] == (6, 6) and len(calls) == 6  # 2 rows x 3 columns of tiles
+    # two 10x8 inputs (10x6 cores with 2 pixels of context) fit the bound of 9x9 pixels
+    assert tile_grid(10, 12, 5, 2) == ([(0, 10, 0, 10)], [(0, 6, 0, 8), (6, 12, 4, 12)])
+    assert calls == [(1, 2), (2, 2)]
 
 
 def test_self_ensemble_averages_the_eight_transforms() -> None:

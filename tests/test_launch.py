@@ -167,7 +167,7 @@ def test_the_launch_runs_like_the_onnx_upscaler(graph: Path) -> None:
         assert np.array_equal(ours(image, out_dtype=np.float32), theirs(image, np.float32))
     calls: list[tuple[int, int]] = []
     OrtLaunchUpscaler(record_for(graph), 32, 8, lambda d, t: calls.append((d, t)))(image)
-    assert calls[-1] == (6, 6)  # 2 x 3 tiles
+    assert calls[-1] == (2, 2)  # 1 x 2 tiles (tile_grid)
 
 
 @pytest.mark.launch_measurement

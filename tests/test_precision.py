@@ -94,7 +94,7 @@ def test_bf16_upscaler_tiles_and_ensembles_like_fp32() -> None:
     up = TorchUpscaler(model, precision="bf16")
     assert up.backend == "fused" and up.precision == "bf16"
     whole = up(img, out_dtype=np.float32)
-    tiled = TorchUpscaler(model, precision="bf16", tile=8, tile_overlap=8)(img, np.float32)
+    tiled = TorchUpscaler(model, precision="bf16", tile=4, tile_overlap=6)(img, np.float32)
     ens = TorchUpscaler(model, precision="bf16", ensemble=True)(img, np.float32)
     ens_ref = TorchUpscaler(model, precision="fp32", ensemble=True)(img, np.float32)
     for out, expected in ((whole, ref), (tiled, ref), (ens, ens_ref)):

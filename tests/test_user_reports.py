@@ -281,7 +281,7 @@ def test_a_terminal_still_gets_progress_bars(
     term = Terminal()
     monkeypatch.setattr(sys, "stderr", term)
     src = tmp_path / "a.png"
-    write_image(src, random_image(40, 36))
+    write_image(src, random_image(100, 90))  # more than one 32x32 tile's worth of pixels
     args = ["upscale", str(src), "-o", str(tmp_path / "o.png"), "-m", str(tiny_checkpoint)]
     assert main([*args, "-t", "32"]) == 0
     assert "\r" in term.getvalue() and "tile" in term.getvalue()

@@ -26,7 +26,7 @@ from .tiling import (  # noqa: F401  (re-exported: the tiling API's historical h
     available_memory_bytes,
     forward_bytes_per_lr_pixel,
     is_out_of_memory,
-    tile_spans,
+    tile_grid,
     upscale_within_memory,
 )
 
@@ -151,11 +151,7 @@ class TiledUpscaler:
         src = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
         src = src.permute(2, 0, 1).unsqueeze(0)
         out = np.empty((h * s, w * s, 3), dtype=out_dtype)
-        tile = self.tile if self.tile and self.tile < max(h, w) else max(h, w)
-        ys, xs = (
-            list(tile_spans(h, tile, self.tile_overlap)),
-            list(tile_spans(w, tile, self.tile_overlap)),
-        )
+        ys, xs = tile_grid(h, w, self.tile, self.tile_overlap)
         total, done = len(ys) * len(xs), 0
         for y0, y1, iy0, iy1 in ys:
             for x0, x1, ix0, ix1 in xs:
@@ -172,9 +168,13 @@ class TiledUpscaler:
 
 
 #: PyTorch backends of :class:`TorchUpscaler` ("auto" picks the measured-fastest one).
-TORCH_BACKENDS = ("auto", "eager", "fused", "compile")
+TORCH_BACKENDS = ("auto", "eager", "fused", "compile", "winograd")
 #: Largest difference (0..255 scale) allowed between a fast path and eager in the self-check.
 FAST_PATH_TOLERANCE = 1e-3
+#: The Winograd self-check: largest difference (0..255) from fp32 eager. Winograd's transforms
+#: round differently from direct convolution: 8e-5 on DRN-S and 1.5e-3 on drn-t-x4 at 320x180,
+#: where fused fp32 differs by 7e-5 and 4e-4 (docs/deployment.md); a broken kernel is far off.
+WINOGRAD_TOLERANCE = 1e-2
 #: The bf16 self-check: largest mean absolute difference (0..255) from fp32 eager on the probe.
 BF16_TOLERANCE = 0.5
 
@@ -196,10 +196,15 @@ class TorchUpscaler(TiledUpscaler):
             output). ``"fused"``: :func:`dualsr.deploy.fuse_for_inference` (final output only,
             folded convolutions, channels_last; the fastest CPU path measured, see
             docs/deployment.md). ``"compile"``: ``torch.compile`` of the fused module (needs a C++
-            compiler, compiles for tens of seconds per input shape). ``"auto"`` (default):
-            ``"fused"`` on CPU, ``"eager"`` elsewhere. A fast path that fails to build, disagrees
-            with eager by more than 1e-3 on a self-check, or fails at run time falls back (compile
-            -> fused -> eager) with a one-line warning. On CPU the fast paths also call
+            compiler, compiles for tens of seconds per input shape). ``"winograd"``: the fused
+            module in fp32 with its 3x3 convolutions of 16 to 64+ channels computed by Winograd
+            F(4x4, 3x3) (:mod:`dualsr.deploy.winograd`: 4x fewer multiply-adds; CPU with AVX2,
+            a C compiler on first use; fp32 arithmetic, but not rounded like direct convolution:
+            within :data:`WINOGRAD_TOLERANCE` of eager, so ``--backend auto`` takes it under
+            ``--precision auto`` only). ``"auto"`` (default): ``"fused"`` on CPU,
+            ``"eager"`` elsewhere. A fast path that fails to build, disagrees with eager by more
+            than 1e-3 on a self-check, or fails at run time falls back (compile or winograd ->
+            fused -> eager) with a one-line warning. On CPU the fast paths also call
             :func:`dualsr.deploy.allocator.tune_allocator` (process-wide: freed activation
             buffers are reused instead of returned to the OS; ``DUALSR_TUNE_MALLOC=0`` disables
             it).
@@ -230,7 +235,11 @@ class TorchUpscaler(TiledUpscaler):
         self.device = check_device(device)
         from .deploy.precision import DTYPES, resolve_precision
 
+        if backend == "winograd" and precision == "auto":
+            precision = "fp32"  # its only precision
         self.precision = resolve_precision(precision, self.device)
+        if backend == "winograd" and (self.precision != "fp32" or self.device.type != "cpu"):
+            raise ValueError("the winograd backend runs fp32 on the CPU only")
         if tile == "auto":
             self.tile = auto_tile(model, self.precision, self.tile_overlap)
         self.dtype = DTYPES[self.precision]
@@ -243,21 +252,25 @@ class TorchUpscaler(TiledUpscaler):
             backend = "fused" if self.device.type == "cpu" else "eager"
         self.backend = "eager"
         self._fast: Callable[[torch.Tensor], torch.Tensor] | None = None
-        if backend in ("fused", "compile"):
+        if backend in ("fused", "compile", "winograd"):
             if self.device.type == "cpu":
                 from .deploy.allocator import tune_allocator
 
                 tune_allocator()
-            self._fast = self._build_fused()
+            self._fast = self._build_fused(winograd=backend == "winograd")
             if self._fast is not None:
-                self.backend = "fused"
+                self.backend = "winograd" if getattr(self._fast, "winograd", 0) else "fused"
         if backend == "compile" and self._fast is not None:
             self._fast = torch.compile(self._fast, options={"freezing": True})
             self.backend = "compile"
 
-    def _build_fused(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    def _build_fused(self, winograd: bool = False) -> Callable[[torch.Tensor], torch.Tensor] | None:
         from .deploy.fused import fuse_for_inference
 
+        if winograd:
+            fast = self._build_winograd()
+            if fast is not None:
+                return fast
         try:
             fused = fuse_for_inference(self.model, dtype=self.dtype).to(self.device)
             with torch.inference_mode():
@@ -276,6 +289,27 @@ class TorchUpscaler(TiledUpscaler):
             return None
         return fused
 
+    def _build_winograd(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The fused fp32 module with Winograd convolutions, self-checked like fused; None (with
+        a warning: it falls back to fused) where it cannot be built or disagrees."""
+        from .deploy.fused import fuse_for_inference
+        from .deploy.winograd import use_winograd
+
+        try:
+            fused = fuse_for_inference(self.model)
+            fused.winograd = use_winograd(fused)
+            with torch.inference_mode():
+                gen = torch.Generator().manual_seed(0)
+                probe = torch.rand(1, 3, 12, 12, generator=gen) * 255
+                err = float((fused(probe) - sr_output(self.model, probe)).abs().max())
+        except Exception as exc:
+            _fallback_warning("winograd", exc)
+            return None
+        if not err <= WINOGRAD_TOLERANCE:
+            _fallback_warning("winograd", f"differs from eager by {err:.3g} on a self-check")
+            return None
+        return fused
+
     def _run(self, lr: torch.Tensor) -> torch.Tensor:
         return super()._run(lr.to(self.device))
 
@@ -287,7 +321,7 @@ class TorchUpscaler(TiledUpscaler):
                 if is_out_of_memory(exc):  # eager needs more memory: no point falling back
                     raise
                 _fallback_warning(self.backend, exc)
-                if self.backend == "compile":
+                if self.backend in ("compile", "winograd"):
                     self._fast, self.backend = self._build_fused(), "fused"
                     if self._fast is None:
                         self.backend = "eager"
@@ -303,7 +337,7 @@ def _fallback_warning(backend: str, reason: object) -> None:
     if isinstance(reason, BaseException):
         text = str(reason).strip().splitlines()
         reason = f"{type(reason).__name__}: {text[0] if text else ''}"
-    fallback = "fused" if backend == "compile" else "eager"
+    fallback = "fused" if backend in ("compile", "winograd") else "eager"
     warnings.warn(
         f"the {backend} inference path failed ({reason}); falling back to {fallback}", stacklevel=3
     )

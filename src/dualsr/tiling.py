@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,17 +93,83 @@ def auto_tile(
     return max(MIN_TILE, side // 16 * 16)
 
 
-def tile_spans(length: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
-    """Yield ``(core_start, core_end, in_start, in_end)`` covering ``[0, length)`` in tiles.
+Span = tuple[int, int, int, int]
 
-    Each core span (at most ``tile`` long) is computed from an input span extended by ``overlap``
-    on each side (clipped to the image); only the core of each output tile is kept.
+
+def even_spans(length: int, count: int, overlap: int) -> list[Span]:
+    """``count`` tiles of (nearly) equal size covering ``[0, length)``, as
+    ``(core_start, core_end, in_start, in_end)``.
+
+    Each core span is computed from an input span extended by ``overlap`` on each side (clipped
+    to the image); only the core of each output tile is kept.
     """
-    if tile <= 0:
+    if not 1 <= count <= max(1, length):
+        raise ValueError(f"cannot cut {length} pixels into {count} tiles")
+    cuts = [i * length // count for i in range(count + 1)]
+    pairs = zip(cuts[:-1], cuts[1:], strict=True)
+    return [(a, b, max(0, a - overlap), min(length, b + overlap)) for a, b in pairs]
+
+
+def _widest_input(length: int, count: int, overlap: int) -> int:
+    """The longest input span of :func:`even_spans` ``(length, count, overlap)``."""
+    if count == 1:
+        return length
+    core = -(-length // count)
+    return min(length, core + (overlap if count == 2 else 2 * overlap))
+
+
+def tile_grid(
+    height: int, width: int, tile: int | None, overlap: int
+) -> tuple[list[Span], list[Span]]:
+    """The row and column spans (:func:`even_spans`) of the tiles that cover a height x width
+    image with the least work.
+
+    ``tile`` bounds memory, not shape: no tile's input (its core with ``overlap`` pixels of
+    context on each side that has a neighbour) holds more than ``(tile + 2 * overlap)^2``
+    pixels, the input of a square tile of side ``tile``. Among the grids within that bound, the
+    one that computes the fewest pixels (the overlaps are computed twice) wins, fewer tiles on a
+    tie. So a 320x180 image with ``tile=256`` runs as one tile, not as a 256- and a 64-pixel-wide
+    one that compute 352 columns. ``tile`` None or 0: one tile.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"cannot tile an image of {height}x{width} pixels")
+    overlap = max(0, overlap)
+    if not tile:
+        return even_spans(height, 1, overlap), even_spans(width, 1, overlap)
+    if tile < 0:
         raise ValueError(f"tile size must be positive, got {tile}")
-    for start in range(0, length, tile):
-        end = min(start + tile, length)
-        yield start, end, max(0, start - overlap), min(length, end + overlap)
+    budget = (tile + 2 * overlap) ** 2
+
+    def computed(length: int, count: int) -> int:  # the input pixels along one axis
+        return min(length + 2 * overlap * (count - 1), count * length)
+
+    best: tuple[int, int, int, int] | None = None  # (work, tiles, rows, cols)
+    # columns much narrower than the tile only add overlap: a quarter of it is the narrowest
+    for cols in range(1, min(width, -(-width // max(1, tile // 4))) + 1):
+        span_x = _widest_input(width, cols, overlap)
+        rows = next(
+            (
+                n
+                for n in (1, 2)
+                if n <= height and _widest_input(height, n, overlap) * span_x <= budget
+            ),
+            None,
+        )
+        if rows is None:
+            room = budget // span_x - 2 * overlap
+            if room < 1:
+                continue
+            rows = max(3, -(-height // room))
+            while rows <= height and _widest_input(height, rows, overlap) * span_x > budget:
+                rows += 1
+            if rows > height:
+                continue
+        work = computed(height, rows) * computed(width, cols)
+        if best is None or (work, rows * cols) < best[:2]:
+            best = (work, rows * cols, rows, cols)
+    if best is None:  # tiles of one pixel and their context do not fit: the smallest grid
+        return even_spans(height, height, overlap), even_spans(width, width, overlap)
+    return even_spans(height, best[2], overlap), even_spans(width, best[3], overlap)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # PyTorch is imported when a model is built, not by the parse
     from ..inference import Upscaler
 
 #: --backend choices: the PyTorch paths of TorchUpscaler, then ONNX Runtime.
-BACKEND_CHOICES = ["auto", "eager", "fused", "compile", "onnxruntime"]
+BACKEND_CHOICES = ["auto", "eager", "fused", "compile", "winograd", "onnxruntime"]
 
 
 def add_set_option(p: argparse.ArgumentParser, example: str = "optim.lr=2e-4") -> None:
@@ -71,7 +71,9 @@ def add_inference_options(
         type=_tile_size,
         default=None,
         metavar="N|auto",
-        help=f"process the LR image in N x N tiles to bound memory (N >= {MIN_TILE}); 0 = whole "
+        help="process the LR image in tiles to bound memory: each tile's input holds at most "
+        f"as many pixels as an N x N tile's, the grid cut for the least work (N >= {MIN_TILE}); "
+        "0 = whole "
         "image; 'auto' = the largest tile whose estimated memory fits in half the memory "
         "available now "
         + (
@@ -110,6 +112,9 @@ def add_inference_options(
         "cached, see `dualsr env`; an .onnx --model runs with ONNX Runtime); 'eager' the model as "
         "written; 'fused' folded convolutions, final output only, channels_last; 'compile' "
         "torch.compile of the fused module (needs a C++ compiler, slow first call per size); "
+        "'winograd' fused fp32 with the 3x3 convolutions by Winograd F(4x4,3x3) (AVX2 CPUs, "
+        "a C compiler on first use; not rounded like direct convolution, so auto takes it under "
+        "--precision auto only); "
         "'onnxruntime' exports the model on the fly (or runs an .onnx --model); needs "
         "pip install 'dualsr[onnx]'",
     )

@@ -89,6 +89,7 @@ INT8_MEASURED_FLAGS = ("avx512_vnni", "avx_vnni")
 CANDIDATES = (
     ("fused", "fp32"),
     ("fused", "bf16"),
+    ("winograd", "fp32"),
     ("onnxruntime", "fp32"),
     ("onnxruntime", "int8"),
 )
@@ -173,6 +174,14 @@ def candidates(
     notes: list[str] = []
     if precision_request == "auto" and native:
         found.append(("fused", "bf16"))
+    if precision_request == "auto":  # not rounded like direct convolution: not --precision fp32
+        from .winograd import missing_requirement
+
+        why = missing_requirement()
+        if why is None:
+            found.append(("winograd", "fp32"))
+        else:
+            notes.append(f"winograd not considered: {why}")
     ort = onnxruntime_available()
     if ort:
         found.append(("onnxruntime", "fp32"))
@@ -288,19 +297,20 @@ def _save_cache(path: Path, entries: dict[str, dict]) -> None:
 
 
 def clear_cache() -> list[Path]:
-    """Remove the calibration cache, the launch records (:mod:`dualsr.deploy.launch`) and the
-    exported ONNX graphs; returns what was removed."""
+    """Remove the calibration cache, the launch records (:mod:`dualsr.deploy.launch`), the
+    exported ONNX graphs and the built Winograd kernel; returns what was removed."""
     from .launch import launch_path
+    from .winograd import kernel_dir
 
     removed = []
     for path in (cache_path(), launch_path()):
         if path.is_file():
             path.unlink()
             removed.append(path)
-    folder = onnx_cache_dir()
-    if folder.is_dir():
-        shutil.rmtree(folder)
-        removed.append(folder)
+    for folder in (onnx_cache_dir(), kernel_dir()):
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            removed.append(folder)
     return removed
 
 
@@ -411,6 +421,10 @@ def calibrate(
     for candidate in found:
         try:
             up = build_upscaler(model, candidate, threads)
+            ran = getattr(up, "backend", candidate[0])
+            if ran != candidate[0]:  # it fell back (and warned): not this candidate's time
+                notes.append(f"{_label(candidate)} ran as {ran}")
+                continue
             seconds = measure(candidate, up, image)
         except Exception as exc:  # a path that cannot run here is simply not picked
             text = (str(exc).strip().splitlines() or [""])[0]
@@ -471,10 +485,11 @@ def known_choice(
     dev = torch.device(device)
     if dev.type != "cpu":
         return _not_cpu_choice(dev, precision_request)
-    choice, _found, _notes = _rule_choice(model, precision_request)
+    choice, found, _notes = _rule_choice(model, precision_request)
     if choice is not None:
         return choice
-    key = _cache_key(machine_fingerprint(threads), model_digest(model), precision_request)
+    fingerprint = {**machine_fingerprint(threads), "candidates": [_label(c) for c in found]}
+    key = _cache_key(fingerprint, model_digest(model), precision_request)
     entry = _load_cache(cache_path()).get(key)
     return _from_entry(entry) if entry is not None else None
 
@@ -516,7 +531,8 @@ def choose_backend(
     if choice is not None:
         return choice
     threads = threads or torch.get_num_threads()
-    fingerprint = machine_fingerprint(threads)
+    # the candidates are part of the key: a path that becomes available is calibrated anew
+    fingerprint = {**machine_fingerprint(threads), "candidates": [_label(c) for c in found]}
     key = _cache_key(fingerprint, model_digest(model), precision_request)
     path = cache_path()
     entries = _load_cache(path) if cache else {}

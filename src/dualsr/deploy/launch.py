@@ -46,7 +46,7 @@ import numpy as np
 from ..errors import DualSRError
 from ..fileio import atomic_write_bytes
 from ..hub import dualsr_home
-from ..tiling import DEFAULT_TILE_OVERLAP, DEFAULT_TILES, Footprint, auto_tile, tile_spans
+from ..tiling import DEFAULT_TILE_OVERLAP, DEFAULT_TILES, Footprint, auto_tile, tile_grid
 
 log = logging.getLogger(__name__)
 
@@ -314,9 +314,7 @@ class OrtLaunchUpscaler:
         s = self.scale
         src = np.ascontiguousarray(pixels, dtype=np.float32).transpose(2, 0, 1)[None]
         out = np.empty((h * s, w * s, 3), dtype=out_dtype)
-        tile = self.tile if self.tile and self.tile < max(h, w) else max(h, w)
-        ys = list(tile_spans(h, tile, self.tile_overlap))
-        xs = list(tile_spans(w, tile, self.tile_overlap))
+        ys, xs = tile_grid(h, w, self.tile, self.tile_overlap)
         total, done = len(ys) * len(xs), 0
         for y0, y1, iy0, iy1 in ys:
             for x0, x1, ix0, ix1 in xs:
