@@ -328,7 +328,12 @@ def test_tune_allocator_switch_validation_and_idempotence(monkeypatch: pytest.Mo
     with pytest.raises(ValueError, match="mmap threshold"):
         allocator.tune_allocator(mmap_threshold_mb=64)  # above glibc's cap
     applied = allocator.tune_allocator()
-    assert applied == {"mmap_threshold": 32 << 20, "trim_threshold": 1 << 30, "top_pad": 64 << 20}
+    assert applied == {
+        "mmap_threshold": 32 << 20,
+        "trim_threshold": 1 << 30,
+        "top_pad": 64 << 20,
+        "mmap_max": 0,
+    }
     assert allocator.tune_allocator(trim_mb=1) is applied  # process-wide: applied once
     # the fast path still computes the same thing afterwards
     model = dualsr.create_model("drn-t-x4").eval()

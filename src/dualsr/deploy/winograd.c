@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TB 48 /* tiles per block: a multiple of the micro-kernel's 6 rows */
+#ifndef TB
+#define TB 24 /* tiles per block: a multiple of the micro-kernel's 6 rows */
+#endif
 
 typedef __m256 v8;
 
