@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from _machine import machine
 
+from dualsr.deploy.winograd import G as WINOGRAD_G
+
 RESULTS = Path(__file__).parent / "results"
 #: F(4x4, 3x3): input transform B^T, filter transform G, output transform A^T.
 BT = torch.tensor(
@@ -46,17 +48,7 @@ BT = torch.tensor(
     ],
     dtype=torch.float32,
 )
-G = torch.tensor(
-    [
-        [1 / 4, 0, 0],
-        [-1 / 6, -1 / 6, -1 / 6],
-        [-1 / 6, 1 / 6, -1 / 6],
-        [1 / 24, 1 / 12, 1 / 6],
-        [1 / 24, -1 / 12, 1 / 6],
-        [0, 0, 1],
-    ],
-    dtype=torch.float32,
-)
+G = torch.from_numpy(WINOGRAD_G).to(torch.float32)  # the kernel transform dualsr uses
 AT = torch.tensor(
     [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
     dtype=torch.float32,
