@@ -95,7 +95,11 @@ static void on_segv(int sig, siginfo_t *info, void *ctx) {
         chained.sa_handler(sig);
         return;
     }
-    signal(SIGSEGV, SIG_DFL); /* returning re-runs the instruction, which now kills the process */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    int (*real_sigaction)(int, const struct sigaction *, struct sigaction *) = dlsym(RTLD_NEXT, "sigaction");
+    real_sigaction(SIGSEGV, &dfl, NULL); /* returning re-runs the instruction, which now kills the process */
 }
 
 static int install(void) {
@@ -131,6 +135,27 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
     }
     return 0;
 }
+
+/* signal() does not go through sigaction's PLT entry inside glibc, so it needs its own wrapper
+ * (gcc's cc1 installs its crash handler this way; without this, its first CPUID killed it). */
+typedef void (*handler_t)(int);
+static handler_t chain_plain(int sig, handler_t fn, handler_t (*real)(int, handler_t)) {
+    if (sig != SIGSEGV) return real(sig, fn);
+    handler_t before = chained_set && !(chained.sa_flags & SA_SIGINFO) ? chained.sa_handler : SIG_DFL;
+    memset(&chained, 0, sizeof chained);
+    chained.sa_handler = fn;
+    chained_set = 1;
+    return before;
+}
+#define SIGNAL_WRAPPER(name)                                                 \
+    handler_t name(int sig, handler_t fn) {                                  \
+        static handler_t (*real)(int, handler_t);                            \
+        if (!real) real = dlsym(RTLD_NEXT, #name);                           \
+        return chain_plain(sig, fn, real);                                   \
+    }
+SIGNAL_WRAPPER(signal)
+SIGNAL_WRAPPER(bsd_signal)
+SIGNAL_WRAPPER(sysv_signal)
 
 /* ---- /proc/cpuinfo without the hidden flags ---- */
 
