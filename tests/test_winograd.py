@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
@@ -157,7 +158,45 @@ def test_a_compiler_that_fails_is_reported_and_nothing_is_left_behind(
     finally:
         wg._load.cache_clear()
     assert why is not None and "could not build winograd.c" in why and "fatal error" in why
-    assert not any((home / "kernels").glob("*")) if (home / "kernels").exists() else True
+    left = {p.suffix for p in (home / "kernels").glob("*")} if (home / "kernels").exists() else set()
+    assert left <= {".failed"}  # no library, no temporary file; the OpenMP attempt is remembered
+
+
+@needs_kernel
+def test_a_compiler_without_openmp_gives_the_same_kernel_on_python_threads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, home: Path
+) -> None:
+    real = wg.shutil.which("cc")
+    calls = tmp_path / "calls"
+    no_openmp = tmp_path / "cc"
+    no_openmp.write_text(
+        "#!/bin/sh\n"
+        f"echo \"$*\" >> {calls}\n"
+        'case " $* " in *" -fopenmp "*) echo "cc: error: unsupported option -fopenmp" >&2; exit 1;; esac\n'
+        f'exec {real} "$@"\n'
+    )
+    no_openmp.chmod(0o755)
+    x = channels_last(1, 16, 11, 17)
+    weight = torch.randn(24, 16, 3, 3) * 0.1
+    bias = torch.randn(24)
+    u = wg.transform_kernel(weight)
+    with_openmp = wg.conv3x3(x, u, bias, threads=2)
+    if not wg.uses_openmp():
+        pytest.skip("the C compiler here builds no OpenMP: nothing to compare with")
+    shutil.rmtree(home / "kernels", ignore_errors=True)
+    monkeypatch.setenv("CC", str(no_openmp))
+    wg._load.cache_clear()
+    try:
+        assert wg.unavailable_reason() is None and not wg.uses_openmp()
+        threads = wg.conv3x3(x, u, bias, threads=2)
+        wg._load.cache_clear()
+        assert wg.unavailable_reason() is None  # loads the built one; OpenMP is not retried
+    finally:
+        wg._load.cache_clear()
+    assert torch.equal(threads, with_openmp)
+    builds = calls.read_text().splitlines()
+    assert len(builds) == 2 and "-fopenmp" in builds[0] and "-fopenmp" not in builds[1]
+    assert (home / "kernels").exists() and any((home / "kernels").glob("*.failed"))
 
 
 @needs_kernel

@@ -12,12 +12,21 @@
  * [tile_begin, tile_end), so callers split the work across threads. Tiles are processed in blocks
  * of TB whose transformed inputs and products stay in the core's L2 cache.
  *
- * Build: cc -O3 -mavx2 -mfma -shared -fPIC (dualsr.deploy.winograd does it, once per machine).
+ * Threads: dualsr_winograd_conv3x3_parallel splits the tiles among OpenMP threads. Built with
+ * -fopenmp, this library needs libgomp.so.1, which PyTorch has already loaded: the same thread
+ * pool runs PyTorch's operations and these convolutions, so neither waits for the other's idle
+ * threads to stop spinning. Without OpenMP that function runs one thread.
+ *
+ * Build: cc -O3 -mavx2 -mfma -fopenmp -shared -fPIC (dualsr.deploy.winograd does it, once per
+ * machine; without -fopenmp where the compiler lacks it).
  */
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #ifndef TB
 #define TB 24 /* tiles per block: a multiple of the micro-kernel's 6 rows */
@@ -232,4 +241,33 @@ int dualsr_winograd_conv3x3(const float *x, int N, int H, int W, int C, const fl
         output_transform(M, bias, y, H, W, K, th, tw, t0, nt, relu);
     }
     return 0;
+}
+
+/* The whole convolution on up to `threads` threads (OpenMP; one thread in a build without it). */
+int dualsr_winograd_conv3x3_parallel(const float *x, int N, int H, int W, int C, const float *U,
+                                     const float *bias, int K, float *y, int relu, int threads) {
+    long tiles = dualsr_winograd_tiles(N, H, W);
+    int failed = 0;
+#ifdef _OPENMP
+    if (threads > tiles) threads = (int)tiles;
+#pragma omp parallel num_threads(threads > 0 ? threads : 1) reduction(| : failed)
+    {
+        long parts = omp_get_num_threads(), i = omp_get_thread_num();
+        failed |= dualsr_winograd_conv3x3(x, N, H, W, C, U, bias, K, y, relu, tiles * i / parts,
+                                          tiles * (i + 1) / parts) != 0;
+    }
+#else
+    (void)threads;
+    failed = dualsr_winograd_conv3x3(x, N, H, W, C, U, bias, K, y, relu, 0, tiles) != 0;
+#endif
+    return failed ? -1 : 0;
+}
+
+/* Whether this build splits work with OpenMP. */
+int dualsr_winograd_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
 }
