@@ -1,4 +1,4 @@
-"""Winograd F(4x4, 3x3) for DRN's 3x3 convolutions: written with PyTorch ops, against oneDNN.
+"""Winograd F(4x4, 3x3) for DRN's 3x3 convs, as PyTorch ops and as dualsr's kernel, vs oneDNN.
 
 Issue #23 names Winograd as a way past the fp32 direct-convolution ceiling (on AVX2-only CPUs the
 fast fp32 paths already run at 94% of it). This measures, for the 3x3 convolutions of DRN-S x4
@@ -11,7 +11,10 @@ widths), on the CPU it runs on:
   ``unfold``, the input and output transforms by ``einsum``, the 36 products by ``bmm``;
 * ``its bmm alone``: the 36 matrix products only, i.e. a Winograd whose transforms cost nothing
   (the bound for a native kernel that fuses them);
-* the largest difference from ``direct`` (random weights of scale 0.05, N(0,1) input).
+* ``kernel``: dualsr's native kernel (:mod:`dualsr.deploy.winograd`, C with AVX2+FMA, what the
+  ``winograd`` backend runs), where it builds here, and its effective rate (the direct
+  algorithm's multiply-adds per second: it does 4x fewer);
+* the largest difference from ``direct`` of each (random weights of scale 0.05, N(0,1) input).
 
 Median of 5 calls after a warm-up. Writes benchmarks/results/bench_winograd_<cpu kind>.txt/.json.
 
@@ -33,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from _machine import machine
 
+from dualsr.deploy import winograd as native
 from dualsr.deploy.winograd import G as WINOGRAD_G
 
 RESULTS = Path(__file__).parent / "results"
@@ -105,6 +109,16 @@ def main() -> None:
             wino = median_seconds(lambda x=x, u=u: winograd_conv(x, u))
             v = torch.randn(36, c, -(-h // 4) * -(-w // 4))
             gemm = median_seconds(lambda u=u, v=v: torch.bmm(u, v))
+            kernel = kernel_err = None
+            if native.unavailable_reason() is None:
+                un = native.transform_kernel(weight)
+                out = native.conv3x3(xc, un, None, threads=args.threads)
+                kernel_err = float((out - F.conv2d(x, weight, padding=1)).abs().max())
+                kernel = median_seconds(
+                    lambda xc=xc, un=un, out=out: native.conv3x3(
+                        xc, un, None, threads=args.threads, out=out
+                    )
+                )
         macs = 9 * c * c * h * w
         rows.append(
             {
@@ -115,6 +129,9 @@ def main() -> None:
                 "winograd_ms": wino * 1e3,
                 "bmm_only_ms": gemm * 1e3,
                 "max_abs_diff": err,
+                "kernel_ms": None if kernel is None else kernel * 1e3,
+                "kernel_effective_gmacs": None if kernel is None else macs / kernel / 1e9,
+                "kernel_max_abs_diff": kernel_err,
             }
         )
     load_end = os.getloadavg()
@@ -126,14 +143,24 @@ def main() -> None:
         f"{tuple(round(v, 2) for v in load_start)} at start, "
         f"{tuple(round(v, 2) for v in load_end)} at end",
         f"{'channels':>8} {'size':>9} {'direct ms':>10} {'G MAC/s':>8} {'winograd ms':>12} "
-        f"{'vs direct':>10} {'its bmm ms':>11} {'bmm vs direct':>14} {'max diff':>9}",
+        f"{'vs direct':>10} {'its bmm ms':>11} {'bmm vs direct':>14} {'max diff':>9} "
+        f"{'kernel ms':>10} {'vs direct':>10} {'eff G MAC/s':>12} {'kernel diff':>12}",
     ]
+    why = native.unavailable_reason()
+    if why is not None:
+        lines.insert(3, f"# dualsr's native kernel: not available here ({why})")
     for r in rows:
         lines.append(
             f"{r['channels']:>8} {r['hw'][0]}x{r['hw'][1]:<5} {r['direct_ms']:>10.1f} "
             f"{r['direct_gmacs']:>8.0f} {r['winograd_ms']:>12.1f} "
             f"{r['direct_ms'] / r['winograd_ms']:>9.2f}x {r['bmm_only_ms']:>11.1f} "
             f"{r['direct_ms'] / r['bmm_only_ms']:>13.2f}x {r['max_abs_diff']:>9.1e}"
+            + (
+                f" {r['kernel_ms']:>10.1f} {r['direct_ms'] / r['kernel_ms']:>9.2f}x "
+                f"{r['kernel_effective_gmacs']:>12.0f} {r['kernel_max_abs_diff']:>12.1e}"
+                if r["kernel_ms"] is not None
+                else f" {'-':>10} {'-':>10} {'-':>12} {'-':>12}"
+            )
         )
     text = "\n".join(lines)
     print(text)

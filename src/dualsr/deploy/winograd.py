@@ -8,9 +8,10 @@ file: AVX2 + FMA, NHWC, the transforms blocked with the products so they stay in
 
 Its results are fp32 sums taken in another order, through transforms with coefficients up to 8
 and fractions down to 1/24: not bit-exact like ``--precision fp32``, further from fp64 than the
-direct algorithm by a small factor (measured on DRN-S and the shipped models:
-``benchmarks/results/bench_winograd_kernel_*.txt``), so auto offers it under ``--precision
-auto`` only, never for ``--precision fp32``.
+direct algorithm by a small factor (PSNR change and distance to a float64 forward of the shipped
+models: ``benchmarks/results/winograd_accuracy_*.txt``; every model is checked against eager
+when its upscaler is built, ``inference.WINOGRAD_TOLERANCE``), so auto offers it under
+``--precision auto`` only, never for ``--precision fp32``.
 
 The kernel is C, compiled on first use with the system's C compiler (``cc``, or ``$CC``) into
 ``$DUALSR_HOME/kernels`` and loaded with ctypes; where there is no compiler, no AVX2+FMA, or
