@@ -339,3 +339,28 @@ def test_tune_allocator_switch_validation_and_idempotence(monkeypatch: pytest.Mo
     model = dualsr.create_model("drn-t-x4").eval()
     up = dualsr.TorchUpscaler(model)
     assert up.backend == "fused"
+
+
+def test_heap_only_is_added_later_and_asked_for_in_fp32_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import platform
+
+    from dualsr.deploy import allocator
+
+    asked = []
+    monkeypatch.setattr(allocator, "tune_allocator", lambda **kw: asked.append(kw))
+    model = dualsr.create_model("drn-t-x4").eval()
+    dualsr.TorchUpscaler(model, backend="fused", precision="fp32")
+    dualsr.TorchUpscaler(model, backend="fused", precision="bf16")
+    # fp32's large activations gain from M_MMAP_MAX 0; bf16's fit under the threshold anyway
+    assert asked == [{"heap_only": True}, {"heap_only": False}]
+    monkeypatch.undo()
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return
+    monkeypatch.setattr(allocator, "_applied", None)
+    first = allocator.tune_allocator(heap_only=False)
+    assert first is not None and "mmap_max" not in first
+    later = allocator.tune_allocator(heap_only=True)  # a later fp32 path still gets it
+    assert later == {**first, "mmap_max": 0}
+    assert allocator.tune_allocator(heap_only=False) == later  # never taken back

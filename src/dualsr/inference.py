@@ -256,7 +256,8 @@ class TorchUpscaler(TiledUpscaler):
             if self.device.type == "cpu":
                 from .deploy.allocator import tune_allocator
 
-                tune_allocator()
+                # heap only in fp32: its large activations gain from it, bf16's fit anyway
+                tune_allocator(heap_only=self.precision == "fp32")
             self._fast = self._build_fused(winograd=backend == "winograd")
             if self._fast is not None:
                 self.backend = "winograd" if getattr(self._fast, "winograd", 0) else "fused"

@@ -10,10 +10,14 @@ machine with the fused path (docs/deployment.md): DRN-S x4 at 90x160 2 to 7% fas
 returning it to the OS at once.
 
 glibc caps the mmap threshold at 32 MiB, and DRN-S's activations at 360x640 (a 720p output) are
-59 MB: :func:`tune_allocator` also sets ``M_MMAP_MAX`` to 0, so blocks of every size come from the
-heap (glibc still maps memory where the heap cannot grow). That took DRN-S x4's 320x180 forward
-from 6.8 to 6.2 s fused and from 4.6 to 3.6 s with Winograd convolutions (2 threads, the
-native-bf16 machine of 2026-12-05).
+59 MB: ``tune_allocator(heap_only=True)`` also sets ``M_MMAP_MAX`` to 0, so blocks of every size
+come from the heap (glibc still maps memory where the heap cannot grow). That took DRN-S x4's
+320x180 forward from 6.8 to 6.2 s fused and from 4.6 to 3.6 s with Winograd convolutions (2
+threads, the native-bf16 machine of 2026-12-05). It costs peak memory: freed blocks in the middle
+of the heap cannot be returned, and the heap grows around them (drn-t-x4, a 4000x3000 output,
+fused: 0.72-0.78 GiB without it, 0.84-0.87 with it, bf16; 0.67-0.71 and 0.74-0.81 fp32). The
+inference paths ask for it in fp32 only: bf16 activations are half the size, so DRN-S's fit
+under the 32 MiB threshold anyway.
 
 The setting is process-wide and takes effect for later allocations. It is a no-op where the C
 library is not glibc (macOS, Windows, musl), and when ``DUALSR_TUNE_MALLOC=0`` is set.
@@ -25,6 +29,7 @@ import ctypes
 import ctypes.util
 import os
 import platform
+from collections.abc import Callable
 
 # mallopt parameter numbers (glibc malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -35,6 +40,7 @@ _M_MMAP_MAX = -4
 MAX_MMAP_THRESHOLD_MB = 32
 
 _applied: dict[str, int] | None = None
+_mallopt: Callable[[int, int], int] | None = None
 
 
 def tune_allocator(
@@ -55,10 +61,14 @@ def tune_allocator(
     Returns:
         The settings applied (bytes), or None when nothing was changed (not glibc, disabled by
         ``DUALSR_TUNE_MALLOC=0``, or ``mallopt`` refused). Calling it again returns the first
-        result without changing anything.
+        result without changing anything, except that a later ``heap_only`` call adds
+        ``M_MMAP_MAX`` 0 where the first did not.
     """
-    global _applied
+    global _applied, _mallopt
     if _applied is not None:
+        wants_heap = heap_only and "mmap_max" not in _applied and _mallopt is not None
+        if wants_heap and _mallopt(_M_MMAP_MAX, 0) == 1:
+            _applied = {**_applied, "mmap_max": 0}
         return _applied
     if os.environ.get("DUALSR_TUNE_MALLOC", "1").strip() in ("0", "false", "no", "off"):
         return None
@@ -90,5 +100,5 @@ def tune_allocator(
         settings["mmap_max"] = 0
     if not all(mallopt(codes[k], v) == 1 for k, v in settings.items()):
         return None
-    _applied = settings
+    _applied, _mallopt = settings, mallopt
     return settings
