@@ -341,7 +341,7 @@ def test_tune_allocator_switch_validation_and_idempotence(monkeypatch: pytest.Mo
     assert up.backend == "fused"
 
 
-def test_heap_only_is_added_later_and_asked_for_in_fp32_only(
+def test_heap_only_malloc_for_fp32_jobs_of_one_tile_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import platform
@@ -349,18 +349,26 @@ def test_heap_only_is_added_later_and_asked_for_in_fp32_only(
     from dualsr.deploy import allocator
 
     asked = []
-    monkeypatch.setattr(allocator, "tune_allocator", lambda **kw: asked.append(kw))
+    monkeypatch.setattr(allocator, "set_heap_only", asked.append)
     model = dualsr.create_model("drn-t-x4").eval()
-    dualsr.TorchUpscaler(model, backend="fused", precision="fp32")
-    dualsr.TorchUpscaler(model, backend="fused", precision="bf16")
-    # fp32's large activations gain from M_MMAP_MAX 0; bf16's fit under the threshold anyway
-    assert asked == [{"heap_only": True}, {"heap_only": False}]
+    image = random_image(12, 10)
+    fp32 = dualsr.TorchUpscaler(model, backend="fused", precision="fp32", tile=16)
+    fp32(image)  # one tile: heap-only is faster for large activations
+    dualsr.TorchUpscaler(model, backend="fused", precision="fp32", tile=4, tile_overlap=2)(image)
+    dualsr.TorchUpscaler(model, backend="fused", precision="bf16", tile=16)(image)
+    dualsr.TorchUpscaler(model, backend="eager", precision="fp32")(image)  # not a fast path
+    # many tiles fragment a heap-only malloc (peak memory); bf16's activations fit anyway
+    assert asked == [True, False, False]
     monkeypatch.undo()
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        assert allocator.set_heap_only(True) is False
         return
     monkeypatch.setattr(allocator, "_applied", None)
+    assert allocator.set_heap_only(True) is False  # not tuned yet: nothing to switch
     first = allocator.tune_allocator(heap_only=False)
     assert first is not None and "mmap_max" not in first
-    later = allocator.tune_allocator(heap_only=True)  # a later fp32 path still gets it
+    assert allocator.set_heap_only(True) and allocator._applied == {**first, "mmap_max": 0}
+    assert allocator.set_heap_only(False) and allocator._applied == first
+    later = allocator.tune_allocator(heap_only=True)  # a later heap-only call adds it
     assert later == {**first, "mmap_max": 0}
-    assert allocator.tune_allocator(heap_only=False) == later  # never taken back
+    allocator.set_heap_only(False)

@@ -13,11 +13,11 @@ glibc caps the mmap threshold at 32 MiB, and DRN-S's activations at 360x640 (a 7
 59 MB: ``tune_allocator(heap_only=True)`` also sets ``M_MMAP_MAX`` to 0, so blocks of every size
 come from the heap (glibc still maps memory where the heap cannot grow). That took DRN-S x4's
 320x180 forward from 6.8 to 6.2 s fused and from 4.6 to 3.6 s with Winograd convolutions (2
-threads, the native-bf16 machine of 2026-12-05). It costs peak memory: freed blocks in the middle
-of the heap cannot be returned, and the heap grows around them (drn-t-x4, a 4000x3000 output,
-fused: 0.72-0.78 GiB without it, 0.84-0.87 with it, bf16; 0.67-0.71 and 0.74-0.81 fp32). The
-inference paths ask for it in fp32 only: bf16 activations are half the size, so DRN-S's fit
-under the 32 MiB threshold anyway.
+threads, the native-bf16 machine of 2026-12-05). It costs peak memory over many tiles: freed
+blocks in the middle of the heap are not returned, and the heap grows around them (drn-t-x4, a
+4000x3000 output in 12 tiles: fused bf16 0.72-0.78 GiB without it, 0.84-0.87 with it; Winograd
+0.72-0.75 and 0.84-1.24). So the inference path turns it on (:func:`set_heap_only`) for fp32
+jobs of one tile only: bf16 activations are half the size (DRN-S's fit under the threshold).
 
 The setting is process-wide and takes effect for later allocations. It is a no-op where the C
 library is not glibc (macOS, Windows, musl), and when ``DUALSR_TUNE_MALLOC=0`` is set.
@@ -36,6 +36,8 @@ _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
+#: glibc's default M_MMAP_MAX (DEFAULT_MMAP_MAX in malloc.c)
+GLIBC_MMAP_MAX = 65536
 # glibc caps the mmap threshold at HEAP_MAX_SIZE / 2: 32 MiB on 64-bit systems
 MAX_MMAP_THRESHOLD_MB = 32
 
@@ -102,3 +104,25 @@ def tune_allocator(
         return None
     _applied, _mallopt = settings, mallopt
     return settings
+
+
+def set_heap_only(on: bool) -> bool:
+    """Turn ``M_MMAP_MAX`` 0 on or off (back to glibc's default) after :func:`tune_allocator`;
+    whether the setting is now as asked (False where the allocator is not tuned).
+
+    Heap-only is faster for large activations but fragments the heap over many tiles, so the
+    inference path turns it on for jobs of one tile only (:class:`dualsr.inference.TorchUpscaler`).
+    """
+    global _applied
+    if _applied is None or _mallopt is None:
+        return False
+    if on == ("mmap_max" in _applied):
+        return True
+    if _mallopt(_M_MMAP_MAX, 0 if on else GLIBC_MMAP_MAX) != 1:
+        return False
+    _applied = (
+        {**_applied, "mmap_max": 0}
+        if on
+        else {k: v for k, v in _applied.items() if k != "mmap_max"}
+    )
+    return True
