@@ -260,7 +260,7 @@ class TorchUpscaler(TiledUpscaler):
             if self.device.type == "cpu":
                 from .deploy.allocator import tune_allocator
 
-                # heap-only is decided per job (__call__): fp32 jobs of one tile
+                # heap-only malloc is decided per image (_start_job): fp32 jobs of one tile
                 tune_allocator(heap_only=False)
             self._fast = self._build_fused(winograd=backend == "winograd")
             if self._fast is not None:
