@@ -68,9 +68,8 @@ def tune_allocator(
     """
     global _applied, _mallopt
     if _applied is not None:
-        wants_heap = heap_only and "mmap_max" not in _applied and _mallopt is not None
-        if wants_heap and _mallopt(_M_MMAP_MAX, 0) == 1:
-            _applied = {**_applied, "mmap_max": 0}
+        if heap_only:
+            set_heap_only(True)
         return _applied
     if os.environ.get("DUALSR_TUNE_MALLOC", "1").strip() in ("0", "false", "no", "off"):
         return None
