@@ -20,7 +20,7 @@ not x86-64, :func:`unavailable_reason` says why and nothing uses it.
 Threads: the tiles are split into one range per PyTorch thread. Built with OpenMP (the default
 where the compiler has it), the kernel runs them on the OpenMP pool PyTorch already uses: with a
 pool of its own, PyTorch's idle OpenMP threads kept spinning on the cores for a while after each
-PyTorch operation between the convolutions, which made DRN-S on a 64x64 tile 1.7x slower (the
+PyTorch operation between the convolutions, which made DRN-S on a 64x64 tile 1.75x slower (the
 Winograd convolutions took 5.0 ms a call there instead of 2.8 ms alone). Without OpenMP, Python
 threads run the ranges with the GIL released.
 """
@@ -63,9 +63,8 @@ CHANNEL_MULTIPLE = 8
 #: Convolutions with fewer input channels stay direct: their products are too thin to win.
 MIN_CHANNELS = 16
 COMPILE_FLAGS = ("-O3", "-mavx2", "-mfma", "-shared", "-fPIC")
+#: Tried first: the kernel then runs on PyTorch's OpenMP threads (module docstring).
 OPENMP_FLAG = "-fopenmp"
-#: Try an OpenMP build first (its threads are PyTorch's: see :func:`conv3x3`).
-OPENMP = True
 
 
 class _Failure(str):
@@ -74,7 +73,7 @@ class _Failure(str):
 
 def _flag_sets() -> list[tuple[str, ...]]:
     """The builds to try, best first: with OpenMP (PyTorch's thread pool), then without."""
-    return [(*COMPILE_FLAGS, OPENMP_FLAG), COMPILE_FLAGS] if OPENMP else [COMPILE_FLAGS]
+    return [(*COMPILE_FLAGS, OPENMP_FLAG), COMPILE_FLAGS]
 
 
 def _build(cc: str, flags: tuple[str, ...], lib_path: Path) -> str | None:
@@ -132,6 +131,7 @@ def _load() -> ctypes.CDLL | _Failure:
         lib.dualsr_winograd_tiles.argtypes = [i, i, i]
         lib.dualsr_winograd_openmp.restype = i
         lib.dualsr_winograd_openmp.argtypes = []
+        lib.openmp = bool(lib.dualsr_winograd_openmp())  # asked once, not per convolution
         return lib
     return _Failure("; ".join(errors))
 
@@ -140,7 +140,7 @@ def uses_openmp() -> bool:
     """Whether the loaded kernel splits its work with OpenMP (PyTorch's thread pool); False
     where it runs its own threads, or is not available."""
     lib = _load()
-    return not isinstance(lib, _Failure) and bool(lib.dualsr_winograd_openmp())
+    return not isinstance(lib, _Failure) and lib.openmp
 
 
 def missing_requirement() -> str | None:
@@ -235,7 +235,7 @@ def conv3x3(
     threads = threads or torch.get_num_threads()
     args = (x.data_ptr(), n, h, w, c, u.data_ptr(), bias.data_ptr() if bias is not None else None)
     args2 = (k, y.data_ptr(), int(relu))
-    if lib.dualsr_winograd_openmp():
+    if lib.openmp:
         status = [lib.dualsr_winograd_conv3x3_parallel(*args, *args2, threads)]
     else:
         tiles = lib.dualsr_winograd_tiles(n, h, w)
